@@ -1,0 +1,170 @@
+"""Raw daily prices: the source's bars through the quality gate into `stock_prices`, and the
+synthetic source's ground truth into `injected_anomalies`."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from marketpulse_pipeline.assets.metadata import column_schema, sample
+from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
+from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
+from marketpulse_pipeline.schemas import InjectedAnomalies, StockPrices
+from marketpulse_pipeline.sources.base import fetch_bars, fetch_injected
+from marketpulse_pipeline.storage.tables import (
+    INJECTED_ANOMALIES,
+    REJECTED_PRICES,
+    STOCK_PRICES,
+    last_sessions,
+    replace_window,
+)
+
+OWNERS = ["team:marketpulse"]
+GAP_CHECK = "every_session_has_a_bar"
+REJECTED_CHECK = "no_rejected_rows"
+
+
+class PriceGateConfig(dg.Config):
+    max_missing_sessions: int = 0
+    """Sessions per symbol that may lack a valid bar before the gap check fails."""
+
+
+def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`stock_prices` and `injected_anomalies`, written together from one read of the source."""
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                "stock_prices",
+                description=(
+                    "Daily OHLCV bars per symbol and NYSE session that passed the quality gate."
+                    " Refused bars go to `rejected_prices` with the reason."
+                ),
+                group_name="prices",
+                kinds={"postgres", "pandas"},
+                owners=OWNERS,
+                metadata={"dagster/column_schema": column_schema(StockPrices)},
+            ),
+            dg.AssetSpec(
+                "injected_anomalies",
+                description=(
+                    "Ground truth: the anomalies the synthetic source planted (none for real data)."
+                ),
+                group_name="prices",
+                kinds={"postgres", "pandas"},
+                owners=OWNERS,
+                metadata={"dagster/column_schema": column_schema(InjectedAnomalies)},
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                GAP_CHECK,
+                asset="stock_prices",
+                blocking=True,
+                description=(
+                    "Every session of the window has a valid bar (up to max_missing_sessions per"
+                    " symbol): a gap would corrupt every rolling window downstream."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                REJECTED_CHECK,
+                asset="stock_prices",
+                description="The source delivered no bar that the quality gate refused.",
+            ),
+        ],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name="prices",
+    )
+    def prices(
+        context: dg.AssetExecutionContext,
+        config: PriceGateConfig,
+        database: PostgresResource,
+        price_source: PriceSourceResource,
+        window: WindowResource,
+    ) -> Iterator[dg.MaterializeResult]:
+        symbols = context.partition_keys
+        source = price_source.build()
+        with database.connect() as conn:
+            windows = window.resolve(
+                symbols, last_sessions(conn, STOCK_PRICES, symbols), price_source.first_session()
+            )
+            gate = gate_bars(fetch_bars(source, windows), windows, source.name)
+            injected = fetch_injected(source, windows)
+            with conn.transaction():
+                replace_window(conn, STOCK_PRICES, gate.stored, windows)
+                replace_window(conn, REJECTED_PRICES, gate.rejected.assign(run_id=context.run_id), windows)
+                replace_window(conn, INJECTED_ANOMALIES, InjectedAnomalies.validate(injected), windows)
+
+        for symbol in symbols:
+            w = windows[symbol]
+            context.add_asset_metadata(
+                {
+                    "window": "up to date" if w.is_empty else str(w),
+                    "rows_stored": int((gate.stored["symbol"] == symbol).sum()),
+                    "rows_rejected": int((gate.rejected["symbol"] == symbol).sum()),
+                    "sessions_missing": int((gate.missing["symbol"] == symbol).sum()),
+                },
+                asset_key="stock_prices",
+                partition_key=symbol,
+            )
+            context.add_asset_metadata(
+                {"anomalies_injected": int((injected["symbol"] == symbol).sum())},
+                asset_key="injected_anomalies",
+                partition_key=symbol,
+            )
+        context.log.info(
+            f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"
+            f" {len(gate.stored)} stored, {len(gate.rejected)} rejected, {len(gate.missing)} sessions missing"
+        )
+        yield dg.MaterializeResult(
+            asset_key="stock_prices",
+            metadata={
+                "source": source.name,
+                "rows_in": len(gate.stored) + len(gate.rejected),
+                "rows_stored": len(gate.stored),
+                "rows_rejected": len(gate.rejected),
+            },
+            check_results=[
+                _gap_check(gate, config.max_missing_sessions),
+                _rejected_check(gate),
+            ],
+        )
+        yield dg.MaterializeResult(
+            asset_key="injected_anomalies", metadata={"anomalies_injected": len(injected)}
+        )
+
+    return prices
+
+
+def _gap_check(gate: GateResult, tolerance: int) -> dg.AssetCheckResult:
+    per_symbol = gate.missing.groupby("symbol").size()
+    offenders = per_symbol[per_symbol > tolerance]
+    return dg.AssetCheckResult(
+        check_name=GAP_CHECK,
+        passed=offenders.empty,
+        metadata={
+            "sessions_missing": len(gate.missing),
+            "symbols_over_tolerance": ", ".join(offenders.index) or "none",
+            "tolerance_per_symbol": tolerance,
+            "sample": sample(gate.missing.assign(timestamp=gate.missing["timestamp"].dt.date)),
+        },
+    )
+
+
+def _rejected_check(gate: GateResult) -> dg.AssetCheckResult:
+    rejected = gate.rejected
+    return dg.AssetCheckResult(
+        check_name=REJECTED_CHECK,
+        passed=rejected.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_rejected": len(rejected),
+            "sample": sample(
+                rejected.assign(timestamp=pd.to_datetime(rejected["timestamp"]).dt.date)[
+                    ["symbol", "timestamp", "source_ref", "reason"]
+                ]
+            ),
+        },
+    )

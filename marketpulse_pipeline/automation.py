@@ -1,0 +1,56 @@
+"""When MarketPulse runs: every NYSE session after the close, for the whole watchlist in one run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from marketpulse_pipeline.calendar import MARKET_TIMEZONE, closure_reason, is_session
+
+DAILY_JOB = "marketpulse_daily"
+
+
+def build_daily_job(partitions: dg.StaticPartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.all(),
+        partitions_def=partitions,
+        description="The whole pipeline for a window of sessions (default: catch up to today).",
+    )
+
+
+def watchlist_run_request(
+    partitions: dg.StaticPartitionsDefinition, day: dt.date
+) -> dg.RunRequest:
+    """One run over every symbol through `day`: a partition range, not one run per symbol."""
+    keys = partitions.get_partition_keys()
+    return dg.RunRequest(
+        run_key=day.isoformat(),
+        run_config={"resources": {"window": {"config": {"as_of": day.isoformat()}}}},
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+            "marketpulse/session": day.isoformat(),
+        },
+    )
+
+
+def build_daily_schedule(
+    job: dg.UnresolvedAssetJobDefinition, partitions: dg.StaticPartitionsDefinition
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="after_the_close",
+        job=job,
+        cron_schedule="30 18 * * 1-5",
+        execution_timezone=MARKET_TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="18:30 New York time on NYSE sessions: process the day for every symbol.",
+    )
+    def after_the_close(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        day: dt.date = context.scheduled_execution_time.date()
+        if not is_session(day):
+            return dg.SkipReason(f"{day} is not an NYSE session ({closure_reason(day)})")
+        return watchlist_run_request(partitions, day)
+
+    return after_the_close

@@ -1,0 +1,126 @@
+"""NYSE trading sessions and the processing windows built from them.
+
+Every date MarketPulse stores is an NYSE session taken from `exchange-calendars`, so weekends
+and holidays (Good Friday, July 4th, Christmas, the ad-hoc closures) never get a row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import exchange_calendars as xcals
+import pandas as pd
+
+EXCHANGE = "XNYS"
+EARLIEST_SESSION = dt.date(1990, 1, 2)
+MARKET_TIMEZONE = "America/New_York"
+
+
+@cache
+def nyse() -> xcals.ExchangeCalendar:
+    """The NYSE calendar from 1990 to about a year ahead, built once per process."""
+    return xcals.get_calendar(EXCHANGE, start=EARLIEST_SESSION.isoformat())
+
+
+def to_session_index(values: Iterable[object]) -> pd.DatetimeIndex:
+    """Dates as a tz-naive, nanosecond DatetimeIndex: the one representation frames use."""
+    index = pd.DatetimeIndex(pd.to_datetime(values))
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    return index.normalize().as_unit("ns")
+
+
+def is_session(day: dt.date) -> bool:
+    return bool(nyse().is_session(pd.Timestamp(day)))
+
+
+def closure_reason(day: dt.date) -> str:
+    """Why the NYSE is closed on `day` (weekend, a named holiday, or an unscheduled closure)."""
+    if day.weekday() >= 5:
+        return "weekend"
+    stamp = pd.Timestamp(day)
+    names = nyse().regular_holidays.holidays(stamp, stamp, return_name=True)
+    return str(names.iloc[0]) if len(names) else "unscheduled closure"
+
+
+def sessions_between(start: dt.date, end: dt.date) -> pd.DatetimeIndex:
+    """All sessions from `start` to `end`, both included (empty when start > end)."""
+    if start > end:
+        return pd.DatetimeIndex([], dtype="datetime64[ns]")
+    return nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end)).astype(
+        "datetime64[ns]"
+    )
+
+
+def session_offset(day: dt.date, count: int) -> dt.date:
+    """The session `count` sessions after (or, negative, before) the session on or after `day`."""
+    calendar = nyse()
+    anchor = calendar.date_to_session(pd.Timestamp(day), direction="next")
+    return calendar.session_offset(anchor, count).date()
+
+
+def next_session(day: dt.date) -> dt.date:
+    """The first session strictly after `day`."""
+    return nyse().date_to_session(pd.Timestamp(day) + pd.Timedelta(days=1), "next").date()
+
+
+def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
+    """The last session whose closing bell has rung at `now` (default: the current time)."""
+    calendar = nyse()
+    moment = pd.Timestamp(now or dt.datetime.now(dt.UTC))
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    local_day = pd.Timestamp(moment.tz_convert(MARKET_TIMEZONE).date())
+    session = calendar.date_to_session(local_day, direction="previous")
+    if calendar.session_close(session) > moment:
+        session = calendar.previous_session(session)
+    return session.date()
+
+
+@dataclass(frozen=True, order=True)
+class SessionWindow:
+    """A closed range of trading days that one materialization processes for a symbol."""
+
+    start: dt.date
+    end: dt.date
+
+    @property
+    def is_empty(self) -> bool:
+        return self.start > self.end
+
+    def sessions(self) -> pd.DatetimeIndex:
+        return sessions_between(self.start, self.end)
+
+    def with_lookback(self, sessions: int) -> SessionWindow:
+        """The same window widened to include `sessions` earlier trading days of history."""
+        if sessions <= 0 or self.is_empty:
+            return self
+        return SessionWindow(max(session_offset(self.start, -sessions), EARLIEST_SESSION), self.end)
+
+    def __str__(self) -> str:
+        return f"{self.start}..{self.end}"
+
+
+def resolve_windows(
+    symbols: Iterable[str],
+    last_stored: Mapping[str, dt.date | None],
+    *,
+    first_day: dt.date,
+    as_of: dt.date,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[str, SessionWindow]:
+    """The window each symbol processes.
+
+    An explicit `start`/`end` re-runs or back-fills that range. Otherwise a symbol catches up:
+    from the session after its last stored day (or `first_day` when it has none) through
+    `as_of`, so a daily run processes one day and a run after an outage fills every missed day.
+    """
+    windows = {}
+    for symbol in symbols:
+        stored = last_stored.get(symbol)
+        catch_up = next_session(stored) if stored else first_day
+        windows[symbol] = SessionWindow(start or catch_up, end or as_of)
+    return windows

@@ -1,0 +1,25 @@
+"""The Dagster code location: the only place Dagster objects are assembled."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from marketpulse_pipeline.assets.prices import build_price_assets
+from marketpulse_pipeline.automation import build_daily_job, build_daily_schedule
+from marketpulse_pipeline.resources import build_resources
+from marketpulse_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Everything for one watchlist: the symbols are the partitions of every asset."""
+    symbols = dg.StaticPartitionsDefinition(list(settings.symbols))
+    daily_job = build_daily_job(symbols)
+    return dg.Definitions(
+        assets=[build_price_assets(symbols)],
+        jobs=[daily_job],
+        schedules=[build_daily_schedule(daily_job, symbols)],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,96 @@
+"""Pandera models of the pipeline's tables.
+
+Each model validates a frame before it is written, and is also the source of the column schema
+the Dagster UI shows for the asset, so documentation and enforcement cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+_PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+class StockPrices(pa.DataFrameModel):
+    """One validated daily bar per symbol and NYSE session."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    open: Series[float] = pa.Field(gt=0, description="Opening price")
+    high: Series[float] = pa.Field(gt=0, description="Highest price of the session")
+    low: Series[float] = pa.Field(gt=0, description="Lowest price of the session")
+    close: Series[float] = pa.Field(gt=0, description="Closing price")
+    volume: Series[pd.Int64Dtype] = pa.Field(ge=0, description="Shares traded (a whole number)")
+    source: Series[str] = pa.Field(description="Price source the bar came from")
+
+    @pa.check(*_PRICE_FIELDS, name="finite", error="must be a finite number")
+    def finite(cls, values: Series[float]) -> Series[bool]:
+        return pd.Series(np.isfinite(values), index=values.index)
+
+    @pa.dataframe_check(
+        name="ohlc_consistent",
+        error="high/low inconsistent with open/close",
+        description="low <= min(open, close) and high >= max(open, close)",
+    )
+    def ohlc_consistent(cls, df: pd.DataFrame) -> Series[bool]:
+        body_low = df[["open", "close"]].min(axis=1)
+        body_high = df[["open", "close"]].max(axis=1)
+        return (df["low"] <= body_low) & (df["high"] >= body_high)
+
+    class Config:
+        unique = ["symbol", "timestamp"]  # noqa: RUF012 - pandera reads a plain class attribute
+        strict = True
+
+
+class InjectedAnomalies(pa.DataFrameModel):
+    """Ground truth: an anomaly the synthetic source planted."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(description="First NYSE session the anomaly affects")
+    kind: Series[str] = pa.Field(
+        isin=["price_shock_up", "price_shock_down", "volume_spike", "trend_break", "intraday_crash"],
+        description="What was injected",
+    )
+    magnitude: Series[float] = pa.Field(
+        description="Size: percent move for price anomalies, volume multiple for volume spikes"
+    )
+    duration: Series[int] = pa.Field(ge=1, description="Sessions the anomaly lasts")
+
+    class Config:
+        unique = ["symbol", "timestamp", "kind"]  # noqa: RUF012
+        strict = True
+
+
+_REASONS = {
+    "not_nullable": "{column} is missing",
+    "greater_than(0)": "{column} must be > 0 (got {value})",
+    "greater_than_or_equal_to(0)": "{column} must be >= 0 (got {value})",
+    "multiple_fields_uniqueness": "duplicate bar for this symbol and day",
+}
+
+
+def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Series:
+    """Why each failing row of `frame` breaks `schema`: a readable text per index label."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.dropna(subset=["index"])
+    else:
+        return pd.Series(dtype="str")
+    # Pandera reports a check by its error text when it has one, else by its name.
+    frame_checks = {check.error or check.name for check in schema.checks}
+    texts = []
+    for column, check, value in zip(cases["column"], cases["check"], cases["failure_case"], strict=True):
+        if check in frame_checks:  # a whole-frame check names every column of the row: say it once
+            texts.append(check)
+        elif check in _REASONS:
+            texts.append(_REASONS[check].format(column=column, value=value))
+        else:
+            texts.append(f"{column}: {check} (got {value})")
+    reasons = pd.DataFrame({"index": cases["index"].astype("int64"), "reason": texts})
+    return reasons.drop_duplicates().sort_values(["index", "reason"]).groupby("index")["reason"].agg(
+        "; ".join
+    )

@@ -1,0 +1,82 @@
+"""The one interface every price source implements.
+
+A source turns (symbols, window of days) into raw daily bars. It knows nothing of Dagster or
+PostgreSQL and does not judge its data: the quality gate decides what is stored and what is
+quarantined, so a vendor's bad rows are kept with a reason instead of vanishing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
+
+import pandas as pd
+
+from marketpulse_pipeline.calendar import SessionWindow
+
+BAR_DTYPES = {
+    "symbol": "str",
+    "timestamp": "datetime64[ns]",
+    **dict.fromkeys(["open", "high", "low", "close", "volume"], "float64"),
+    "source_ref": "str",
+}
+"""Columns of `PriceSource.bars`: prices and volume as floats (NaN where the source had none);
+`source_ref` says where the row came from (a file and line, a generator and its seed)."""
+
+INJECTED_DTYPES = {
+    "symbol": "str",
+    "timestamp": "datetime64[ns]",
+    "kind": "str",
+    "magnitude": "float64",
+    "duration": "int64",
+}
+"""Columns of `PriceSource.injected_anomalies`: first session, kind, size, sessions it lasts."""
+
+
+class PriceSource(ABC):
+    """Where daily bars come from. Subclass it and implement `bars` to add a market-data vendor."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        """Raw bars of `symbols` dated inside `window` (calendar days, ends included)."""
+
+    def injected_anomalies(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        """Anomalies this source planted in `window`: the ground truth detectors are scored on.
+
+        Real market data has none, so the default is an empty frame.
+        """
+        return conform(pd.DataFrame(), INJECTED_DTYPES)
+
+
+def conform(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """`frame` with exactly the given columns, in order and of the given types (empty if absent)."""
+    if frame.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+    return frame[list(dtypes)].astype(dict(dtypes)).reset_index(drop=True)
+
+
+
+def fetch_bars(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
+    """Raw bars of every symbol's window, asking the source once per distinct window."""
+    return _per_window(source.bars, windows, BAR_DTYPES)
+
+
+def fetch_injected(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
+    """The source's ground-truth anomalies in every symbol's window."""
+    return _per_window(source.injected_anomalies, windows, INJECTED_DTYPES)
+
+
+def _per_window(
+    read: Callable[[Sequence[str], SessionWindow], pd.DataFrame],
+    windows: Mapping[str, SessionWindow],
+    dtypes: Mapping[str, str],
+) -> pd.DataFrame:
+    by_window: dict[SessionWindow, list[str]] = {}
+    for symbol, window in windows.items():
+        if not window.is_empty:
+            by_window.setdefault(window, []).append(symbol)
+    frames = [read(symbols, window) for window, symbols in by_window.items()]
+    return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), dtypes)

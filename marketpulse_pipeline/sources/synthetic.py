@@ -1,0 +1,209 @@
+"""Deterministic, realistic daily bars with labelled anomalies: the demo and test source.
+
+Each symbol's history is simulated session by session from a fixed epoch with its own random
+stream (seed × symbol). Every session consumes the same number of draws, so a day's bar depends
+only on the seed, the symbol and the days up to it — never on which range was requested — and a
+day generated alone equals the same day inside a year-long range.
+
+Model: a stochastic-volatility random walk (volatility clustering) that slowly reverts to the
+symbol's price level; volume grows with the absolute return. Anomalies are planted into the
+returns before the bars are built, so open/high/low/close stay consistent on every day, and each
+one is reported by `injected_anomalies` as ground truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+from scipy.special import ndtri
+
+from marketpulse_pipeline.calendar import SessionWindow, sessions_between
+from marketpulse_pipeline.sources.base import BAR_DTYPES, INJECTED_DTYPES, PriceSource, conform
+
+EPOCH = dt.date(2000, 1, 3)
+"""First simulated session: the state every symbol's path starts from."""
+
+TRADING_DAYS_PER_YEAR = 252
+VOL_PERSISTENCE = 0.97  # AR(1) coefficient of log-volatility: calm and stormy spells
+VOL_OF_VOL = 0.35  # stationary standard deviation of log-volatility
+PRICE_REVERSION = 0.99  # log-price pulls back to the symbol's level (half-life ~3 months)
+TREND_BREAK_SESSIONS = 10
+
+ANOMALY_KINDS = ("price_shock_up", "price_shock_down", "volume_spike", "trend_break", "intraday_crash")
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    """Typical price level, annualized volatility and daily share volume of a symbol."""
+
+    price: float
+    annual_volatility: float
+    volume: float
+
+
+PROFILES = {
+    "AAPL": SymbolProfile(170.0, 0.28, 55e6),
+    "GOOGL": SymbolProfile(140.0, 0.30, 25e6),
+    "MSFT": SymbolProfile(370.0, 0.25, 22e6),
+    "AMZN": SymbolProfile(145.0, 0.32, 40e6),
+    "TSLA": SymbolProfile(240.0, 0.55, 100e6),
+    "NVDA": SymbolProfile(480.0, 0.50, 45e6),
+    "META": SymbolProfile(320.0, 0.38, 15e6),
+    "SPY": SymbolProfile(450.0, 0.16, 75e6),
+    "QQQ": SymbolProfile(380.0, 0.22, 40e6),
+}
+
+
+def _symbol_key(symbol: str) -> int:
+    """A stable 64-bit number per symbol (Python's hash() changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=8).digest(), "big")
+
+
+def profile_for(symbol: str) -> SymbolProfile:
+    """The seed symbols' profiles; any other symbol gets a plausible one derived from its name."""
+    if symbol in PROFILES:
+        return PROFILES[symbol]
+    u = np.random.default_rng(_symbol_key(symbol)).random(3)
+    return SymbolProfile(
+        price=round(20.0 * np.exp(3.0 * u[0]), 2),
+        annual_volatility=0.20 + 0.40 * u[1],
+        volume=1e6 * np.exp(4.0 * u[2]),
+    )
+
+
+# Columns of the per-session draw matrix: every session consumes exactly one row.
+_Z_RETURN, _Z_VOLATILITY, _Z_GAP, _Z_VOLUME, _U_HIGH, _U_LOW, _U_EVENT, _U_KIND, _U_SIZE, _U_SHAPE = (
+    range(10)
+)
+_DRAWS_PER_SESSION = 10
+
+
+@dataclass(frozen=True)
+class _Path:
+    sessions: pd.DatetimeIndex
+    bars: pd.DataFrame  # open, high, low, close, volume per session
+    events: pd.DataFrame  # INJECTED_DTYPES without symbol
+
+
+class SyntheticSource(PriceSource):
+    """Simulated bars for any symbol, reproducible from `seed`; anomalies at `anomaly_rate`."""
+
+    name: ClassVar[str] = "synthetic"
+
+    def __init__(self, seed: int = 42, anomaly_rate: float = 0.01) -> None:
+        if not 0.0 <= anomaly_rate <= 1.0:
+            raise ValueError(f"anomaly_rate must lie in [0, 1], got {anomaly_rate}")
+        self.seed = seed
+        self.anomaly_rate = anomaly_rate
+
+    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        frames = []
+        for symbol in symbols:
+            path = self._simulate(symbol, window.end)
+            inside = path.sessions >= pd.Timestamp(window.start)
+            frames.append(
+                path.bars[inside].assign(
+                    symbol=symbol,
+                    timestamp=path.sessions[inside],
+                    source_ref=f"synthetic(seed={self.seed})",
+                )
+            )
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES)
+
+    def injected_anomalies(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        frames = []
+        for symbol in symbols:
+            events = self._simulate(symbol, window.end).events
+            frames.append(events[events["timestamp"] >= pd.Timestamp(window.start)].assign(symbol=symbol))
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), INJECTED_DTYPES)
+
+    def _simulate(self, symbol: str, end: dt.date) -> _Path:
+        """The symbol's path from EPOCH through `end`."""
+        if end < EPOCH:
+            raise ValueError(f"the synthetic source starts on {EPOCH}; asked for days up to {end}")
+        sessions = sessions_between(EPOCH, end)
+        n = len(sessions)
+        profile = profile_for(symbol)
+        rng = np.random.default_rng([self.seed, _symbol_key(symbol)])
+        u = rng.random((n, _DRAWS_PER_SESSION))  # row i is the same whatever n is
+        z = ndtri(np.clip(u[:, :4], 1e-12, 1 - 1e-12))
+
+        sigma = profile.annual_volatility / np.sqrt(TRADING_DAYS_PER_YEAR)
+        log_vol = lfilter(
+            [1.0], [1.0, -VOL_PERSISTENCE], VOL_OF_VOL * np.sqrt(1 - VOL_PERSISTENCE**2) * z[:, _Z_VOLATILITY]
+        )
+        vol = sigma * np.exp(log_vol - 0.5 * VOL_OF_VOL**2)
+        gap = 0.35 * vol * z[:, _Z_GAP]
+        intraday = vol * z[:, _Z_RETURN] - gap
+        volume_factor = np.ones(n)
+        crash_depth = np.zeros(n)
+
+        events = np.flatnonzero(u[:, _U_EVENT] < self.anomaly_rate)
+        kinds = [ANOMALY_KINDS[int(u[i, _U_KIND] * len(ANOMALY_KINDS))] for i in events]
+        magnitudes, durations = [], []
+        for i, kind in zip(events, kinds, strict=True):
+            size, shape = u[i, _U_SIZE], u[i, _U_SHAPE]
+            duration = 1
+            if kind in ("price_shock_up", "price_shock_down"):
+                jump = sigma * (6.0 + 4.0 * size) * (1 if kind == "price_shock_up" else -1)
+                gap[i] += jump
+                magnitude = np.expm1(jump) * 100
+            elif kind == "volume_spike":
+                magnitude = 5.0 + 5.0 * size
+                volume_factor[i] *= magnitude
+            elif kind == "trend_break":
+                drift = sigma * (0.8 + 0.4 * size) * (1 if shape < 0.5 else -1)
+                duration = TREND_BREAK_SESSIONS
+                intraday[i : i + duration] += drift
+                magnitude = np.expm1(drift * duration) * 100
+            else:  # intraday_crash: a deep drop from the open, then a partial recovery
+                depth = sigma * (5.0 + 3.0 * size)
+                crash_depth[i] = depth
+                intraday[i] = np.log1p(-depth * (1.0 - (0.3 + 0.4 * shape)))
+                magnitude = -depth * 100
+            magnitudes.append(float(magnitude))
+            durations.append(duration)
+
+        log_return = gap + intraday
+        log_level = lfilter([1.0], [1.0, -PRICE_REVERSION], log_return)
+        close = profile.price * np.exp(log_level)
+        open_ = close * np.exp(-intraday)
+        wick = 0.5 * vol
+        high = np.maximum(open_, close) * np.exp(-np.log(u[:, _U_HIGH]) * wick)
+        low = np.minimum(open_, close) * np.exp(np.log(u[:, _U_LOW]) * wick)
+        low = np.minimum(low, open_ * (1.0 - crash_depth))
+        volume = (
+            profile.volume
+            * np.exp(0.3 * z[:, _Z_VOLUME] - 0.045)
+            * (0.5 + 0.6 * np.abs(log_return) / sigma)
+            * volume_factor
+        )
+        # Cents and whole shares, like real quotes; rounding is monotonic, so OHLC stays ordered.
+        bars = pd.DataFrame(
+            {
+                "open": np.round(open_, 2),
+                "high": np.round(high, 2),
+                "low": np.round(low, 2),
+                "close": np.round(close, 2),
+                "volume": np.round(volume),
+            }
+        )
+        return _Path(
+            sessions=sessions,
+            bars=bars,
+            events=pd.DataFrame(
+                {
+                    "timestamp": sessions[events],
+                    "kind": kinds,
+                    "magnitude": np.round(magnitudes, 4),
+                    "duration": durations,
+                }
+            ),
+        )
