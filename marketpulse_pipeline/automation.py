@@ -11,18 +11,15 @@ from marketpulse_pipeline.calendar import MARKET_TIMEZONE, closure_reason, is_se
 DAILY_JOB = "marketpulse_daily"
 
 
-def build_daily_job(partitions: dg.StaticPartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def build_daily_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.all(),
-        partitions_def=partitions,
         description="The whole pipeline for a window of sessions (default: catch up to today).",
     )
 
 
-def watchlist_run_request(
-    partitions: dg.StaticPartitionsDefinition, day: dt.date
-) -> dg.RunRequest:
+def watchlist_run_request(partitions: dg.StaticPartitionsDefinition, day: dt.date) -> dg.RunRequest:
     """One run over every symbol through `day`: a partition range, not one run per symbol."""
     keys = partitions.get_partition_keys()
     return dg.RunRequest(

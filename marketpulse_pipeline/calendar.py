@@ -7,6 +7,7 @@ and holidays (Good Friday, July 4th, Christmas, the ad-hoc closures) never get a
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -22,7 +23,11 @@ MARKET_TIMEZONE = "America/New_York"
 @cache
 def nyse() -> xcals.ExchangeCalendar:
     """The NYSE calendar from 1990 to about a year ahead, built once per process."""
-    return xcals.get_calendar(EXCHANGE, start=EARLIEST_SESSION.isoformat())
+    with warnings.catch_warnings():
+        # exchange-calendars trips a pandas 3.1 deprecation while it builds; nothing for us to do.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return xcals.get_calendar(EXCHANGE, start=EARLIEST_SESSION.isoformat())
 
 
 def to_session_index(values: Iterable[object]) -> pd.DatetimeIndex:
@@ -50,9 +55,7 @@ def sessions_between(start: dt.date, end: dt.date) -> pd.DatetimeIndex:
     """All sessions from `start` to `end`, both included (empty when start > end)."""
     if start > end:
         return pd.DatetimeIndex([], dtype="datetime64[ns]")
-    return nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end)).astype(
-        "datetime64[ns]"
-    )
+    return nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end)).astype("datetime64[ns]")
 
 
 def session_offset(day: dt.date, count: int) -> dt.date:

@@ -13,7 +13,7 @@ from marketpulse_pipeline.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything for one watchlist: the symbols are the partitions of every asset."""
     symbols = dg.StaticPartitionsDefinition(list(settings.symbols))
-    daily_job = build_daily_job(symbols)
+    daily_job = build_daily_job()
     return dg.Definitions(
         assets=[build_price_assets(symbols)],
         jobs=[daily_job],

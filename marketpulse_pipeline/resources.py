@@ -40,7 +40,9 @@ class PostgresResource(dg.ConfigurableResource):
 class PriceSourceResource(dg.ConfigurableResource):
     """Where raw daily bars come from, and the first day loaded for a symbol with no data yet."""
 
-    kind: str = Field(default="synthetic", description="MARKETPULSE_SOURCE: synthetic, csv or sample")
+    kind: str = Field(
+        default="synthetic", description="MARKETPULSE_SOURCE: synthetic, csv or sample"
+    )
     csv_dir: str = Field(default="", description="MARKETPULSE_CSV_DIR, for the csv source")
     seed: int = Field(default=42, description="MARKETPULSE_SEED, for the synthetic source")
     anomaly_rate: float = Field(

@@ -51,7 +51,13 @@ class InjectedAnomalies(pa.DataFrameModel):
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
     timestamp: Series[pa.DateTime] = pa.Field(description="First NYSE session the anomaly affects")
     kind: Series[str] = pa.Field(
-        isin=["price_shock_up", "price_shock_down", "volume_spike", "trend_break", "intraday_crash"],
+        isin=[
+            "price_shock_up",
+            "price_shock_down",
+            "volume_spike",
+            "trend_break",
+            "intraday_crash",
+        ],
         description="What was injected",
     )
     magnitude: Series[float] = pa.Field(
@@ -83,7 +89,9 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Serie
     # Pandera reports a check by its error text when it has one, else by its name.
     frame_checks = {check.error or check.name for check in schema.checks}
     texts = []
-    for column, check, value in zip(cases["column"], cases["check"], cases["failure_case"], strict=True):
+    for column, check, value in zip(
+        cases["column"], cases["check"], cases["failure_case"], strict=True
+    ):
         if check in frame_checks:  # a whole-frame check names every column of the row: say it once
             texts.append(check)
         elif check in _REASONS:
@@ -91,6 +99,9 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Serie
         else:
             texts.append(f"{column}: {check} (got {value})")
     reasons = pd.DataFrame({"index": cases["index"].astype("int64"), "reason": texts})
-    return reasons.drop_duplicates().sort_values(["index", "reason"]).groupby("index")["reason"].agg(
-        "; ".join
+    return (
+        reasons.drop_duplicates()
+        .sort_values(["index", "reason"])
+        .groupby("index")["reason"]
+        .agg("; ".join)
     )

@@ -46,7 +46,8 @@ class Settings:
         source = (get("MARKETPULSE_SOURCE") or "synthetic").lower()
         if source not in SOURCES:
             raise SettingsError(
-                f"MARKETPULSE_SOURCE={source!r} is not a known source; use one of {', '.join(SOURCES)}"
+                f"MARKETPULSE_SOURCE={source!r} is not a known source;"
+                f" use one of {', '.join(SOURCES)}"
             )
         csv_dir = Path(get("MARKETPULSE_CSV_DIR") or ".").expanduser()
         if source == "csv" and not csv_dir.is_dir():
@@ -91,7 +92,8 @@ def _start_date(text: str | None) -> dt.date:
     day = parse_date(text, "MARKETPULSE_START_DATE")
     if day < EARLIEST_SESSION:
         raise SettingsError(
-            f"MARKETPULSE_START_DATE={text!r} is before {EARLIEST_SESSION}, the calendar's first day"
+            f"MARKETPULSE_START_DATE={text!r} is before {EARLIEST_SESSION},"
+            " the calendar's first day"
         )
     return day
 

@@ -1,7 +1,6 @@
 """Raw daily prices: the source's bars through the quality gate into `stock_prices`, and the
 synthetic source's ground truth into `injected_anomalies`."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -94,8 +93,12 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             injected = fetch_injected(source, windows)
             with conn.transaction():
                 replace_window(conn, STOCK_PRICES, gate.stored, windows)
-                replace_window(conn, REJECTED_PRICES, gate.rejected.assign(run_id=context.run_id), windows)
-                replace_window(conn, INJECTED_ANOMALIES, InjectedAnomalies.validate(injected), windows)
+                replace_window(
+                    conn, REJECTED_PRICES, gate.rejected.assign(run_id=context.run.run_id), windows
+                )
+                replace_window(
+                    conn, INJECTED_ANOMALIES, InjectedAnomalies.validate(injected), windows
+                )
 
         for symbol in symbols:
             w = windows[symbol]
@@ -116,7 +119,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             )
         context.log.info(
             f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"
-            f" {len(gate.stored)} stored, {len(gate.rejected)} rejected, {len(gate.missing)} sessions missing"
+            f" {len(gate.stored)} stored, {len(gate.rejected)} rejected,"
+            f" {len(gate.missing)} sessions missing"
         )
         yield dg.MaterializeResult(
             asset_key="stock_prices",

@@ -65,10 +65,14 @@ def gate_bars(raw: pd.DataFrame, windows: Mapping[str, SessionWindow], source: s
         **{column: _as_text(arrived.loc[refused, column]) for column in _VALUE_COLUMNS},
         reason=reasons,
     )
-    return GateResult(stored=stored, rejected=rejected.reset_index(drop=True), missing=_gaps(stored, windows))
+    return GateResult(
+        stored=stored, rejected=rejected.reset_index(drop=True), missing=_gaps(stored, windows)
+    )
 
 
-def _check_requested(arrived: pd.DataFrame, windows: Mapping[str, SessionWindow], source: str) -> None:
+def _check_requested(
+    arrived: pd.DataFrame, windows: Mapping[str, SessionWindow], source: str
+) -> None:
     """A source must answer what was asked: other symbols or days are a bug in the source."""
     starts = arrived["symbol"].map({symbol: pd.Timestamp(w.start) for symbol, w in windows.items()})
     ends = arrived["symbol"].map({symbol: pd.Timestamp(w.end) for symbol, w in windows.items()})
@@ -92,4 +96,6 @@ def _gaps(stored: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.Data
         columns=["symbol", "timestamp"],
     ).astype({"symbol": "str", "timestamp": "datetime64[ns]"})
     present = expected.merge(stored[["symbol", "timestamp"]], how="left", indicator=True)
-    return present.loc[present["_merge"] == "left_only", ["symbol", "timestamp"]].reset_index(drop=True)
+    return present.loc[present["_merge"] == "left_only", ["symbol", "timestamp"]].reset_index(
+        drop=True
+    )

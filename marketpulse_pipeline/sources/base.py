@@ -58,7 +58,6 @@ def conform(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
     return frame[list(dtypes)].astype(dict(dtypes)).reset_index(drop=True)
 
 
-
 def fetch_bars(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
     """Raw bars of every symbol's window, asking the source once per distinct window."""
     return _per_window(source.bars, windows, BAR_DTYPES)

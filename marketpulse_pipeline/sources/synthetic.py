@@ -1,7 +1,7 @@
 """Deterministic, realistic daily bars with labelled anomalies: the demo and test source.
 
 Each symbol's history is simulated session by session from a fixed epoch with its own random
-stream (seed × symbol). Every session consumes the same number of draws, so a day's bar depends
+stream (seed and symbol). Every session consumes the same number of draws, so a day's bar depends
 only on the seed, the symbol and the days up to it — never on which range was requested — and a
 day generated alone equals the same day inside a year-long range.
 
@@ -36,7 +36,13 @@ VOL_OF_VOL = 0.35  # stationary standard deviation of log-volatility
 PRICE_REVERSION = 0.99  # log-price pulls back to the symbol's level (half-life ~3 months)
 TREND_BREAK_SESSIONS = 10
 
-ANOMALY_KINDS = ("price_shock_up", "price_shock_down", "volume_spike", "trend_break", "intraday_crash")
+ANOMALY_KINDS = (
+    "price_shock_up",
+    "price_shock_down",
+    "volume_spike",
+    "trend_break",
+    "intraday_crash",
+)
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,18 @@ def profile_for(symbol: str) -> SymbolProfile:
 
 
 # Columns of the per-session draw matrix: every session consumes exactly one row.
-_Z_RETURN, _Z_VOLATILITY, _Z_GAP, _Z_VOLUME, _U_HIGH, _U_LOW, _U_EVENT, _U_KIND, _U_SIZE, _U_SHAPE = (
-    range(10)
-)
+(
+    _Z_RETURN,
+    _Z_VOLATILITY,
+    _Z_GAP,
+    _Z_VOLUME,
+    _U_HIGH,
+    _U_LOW,
+    _U_EVENT,
+    _U_KIND,
+    _U_SIZE,
+    _U_SHAPE,
+) = range(10)
 _DRAWS_PER_SESSION = 10
 
 
@@ -121,7 +136,9 @@ class SyntheticSource(PriceSource):
         frames = []
         for symbol in symbols:
             events = self._simulate(symbol, window.end).events
-            frames.append(events[events["timestamp"] >= pd.Timestamp(window.start)].assign(symbol=symbol))
+            frames.append(
+                events[events["timestamp"] >= pd.Timestamp(window.start)].assign(symbol=symbol)
+            )
         return conform(pd.concat(frames) if frames else pd.DataFrame(), INJECTED_DTYPES)
 
     def _simulate(self, symbol: str, end: dt.date) -> _Path:
@@ -137,7 +154,9 @@ class SyntheticSource(PriceSource):
 
         sigma = profile.annual_volatility / np.sqrt(TRADING_DAYS_PER_YEAR)
         log_vol = lfilter(
-            [1.0], [1.0, -VOL_PERSISTENCE], VOL_OF_VOL * np.sqrt(1 - VOL_PERSISTENCE**2) * z[:, _Z_VOLATILITY]
+            [1.0],
+            [1.0, -VOL_PERSISTENCE],
+            VOL_OF_VOL * np.sqrt(1 - VOL_PERSISTENCE**2) * z[:, _Z_VOLATILITY],
         )
         vol = sigma * np.exp(log_vol - 0.5 * VOL_OF_VOL**2)
         gap = 0.35 * vol * z[:, _Z_GAP]

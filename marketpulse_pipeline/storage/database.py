@@ -24,7 +24,7 @@ def embedded_data_dir(home: Path) -> Path:
 
 
 def start_embedded(home: Path, database: str = EMBEDDED_DATABASE) -> str:
-    """Start the embedded server under `home` (or reuse the running one); return a URL to `database`.
+    """Start the embedded server under `home`, or reuse the running one; return `database`'s URL.
 
     The server outlives this process on purpose: the next command, `dagster dev` and `psql`
     reuse it until `marketpulse db stop`.
@@ -67,7 +67,10 @@ def connect(url: str) -> psycopg.Connection:
     Writers open explicit transactions (`with conn.transaction()`), so nothing is half-written.
     """
     conn = psycopg.connect(
-        url, autocommit=True, options=f"-c search_path={SCHEMA},public", application_name="marketpulse"
+        url,
+        autocommit=True,
+        options=f"-c search_path={SCHEMA},public",
+        application_name="marketpulse",
     )
     if url not in _migrated:
         migrate(conn)

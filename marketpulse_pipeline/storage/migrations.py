@@ -14,6 +14,18 @@ import psycopg
 from psycopg import sql
 
 SCHEMA = "marketpulse"
+# Lets psql users and dashboards write unqualified table names. Database settings are not copied
+# by CREATE DATABASE ... TEMPLATE or a restore, so this runs every time, not in one migration.
+# It needs database ownership; without it, set search_path on the connecting role (see README).
+_DEFAULT_SEARCH_PATH = f"""
+DO $$
+BEGIN
+    EXECUTE format('ALTER DATABASE %I SET search_path = {SCHEMA}, public', current_database());
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'search_path not set on database %: not its owner', current_database();
+END
+$$
+"""
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -39,9 +51,7 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('marketpulse.migrations'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-        conn.execute(
-            sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(SCHEMA))
-        )
+        conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(SCHEMA)))
         conn.execute(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -59,6 +69,7 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                 [migration.version, migration.name],
             )
+        conn.execute(_DEFAULT_SEARCH_PATH)
     return pending
 
 

@@ -74,11 +74,9 @@ def _window_arrays(windows: Mapping[str, SessionWindow]) -> tuple[list[str], lis
     return list(live), [w.start for w in live.values()], [w.end for w in live.values()]
 
 
-def _window_join(table: Table) -> sql.Composed:
-    return sql.SQL(
-        "FROM {table} AS t JOIN unnest(%s::text[], %s::date[], %s::date[]) AS w(symbol, first, last)"
-        ' ON t.symbol = w.symbol AND t."timestamp" BETWEEN w.first AND w.last'
-    ).format(table=sql.Identifier(table.name))
+# The windows as a relation `w`, and the condition putting a row `t` inside its symbol's window.
+_WINDOWS = sql.SQL("unnest(%s::text[], %s::date[], %s::date[]) AS w(symbol, first, last)")
+_INSIDE = sql.SQL('t.symbol = w.symbol AND t."timestamp" BETWEEN w.first AND w.last')
 
 
 def read_window(
@@ -89,9 +87,14 @@ def read_window(
 ) -> pd.DataFrame:
     """The rows of each symbol inside its window, ordered by symbol and day."""
     names = list(columns or table.column_names)
-    query = sql.SQL('SELECT {columns} {join} ORDER BY t.symbol, t."timestamp"').format(
+    query = sql.SQL(
+        "SELECT {columns} FROM {table} AS t JOIN {windows} ON {inside}"
+        ' ORDER BY t.symbol, t."timestamp"'
+    ).format(
         columns=sql.SQL(", ").join(sql.Identifier("t", name) for name in names),
-        join=_window_join(table),
+        table=sql.Identifier(table.name),
+        windows=_WINDOWS,
+        inside=_INSIDE,
     )
     rows = conn.execute(query, _window_arrays(windows)).fetchall()
     frame = pd.DataFrame(rows, columns=names)
@@ -110,7 +113,8 @@ def last_sessions(
 ) -> dict[str, dt.date | None]:
     """The latest stored day of each symbol (None when it has no rows)."""
     query = sql.SQL(
-        'SELECT s, (SELECT max("timestamp") FROM {table} WHERE symbol = s) FROM unnest(%s::text[]) s'
+        'SELECT s, (SELECT max("timestamp") FROM {table} WHERE symbol = s)'
+        " FROM unnest(%s::text[]) AS s"
     ).format(table=sql.Identifier(table.name))
     return dict(conn.execute(query, [list(symbols)]).fetchall())
 
@@ -134,10 +138,8 @@ def replace_window(
             " FROM unnest(%s::text[]) AS s ORDER BY s",
             [table.name, sorted(symbols)],
         )
-        delete = sql.SQL("DELETE FROM {table} AS t USING unnest(%s::text[], %s::date[], %s::date[])"
-                         ' AS w(symbol, first, last) WHERE t.symbol = w.symbol'
-                         ' AND t."timestamp" BETWEEN w.first AND w.last').format(
-            table=sql.Identifier(table.name)
+        delete = sql.SQL("DELETE FROM {table} AS t USING {windows} WHERE {inside}").format(
+            table=sql.Identifier(table.name), windows=_WINDOWS, inside=_INSIDE
         )
         cur.execute(delete, [symbols, firsts, lasts])
         copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
@@ -160,7 +162,8 @@ def _check_inside(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> 
     if outside.any():
         row = frame[outside].iloc[0]
         raise ValueError(
-            f"row {row['symbol']} {row['timestamp']:%Y-%m-%d} lies outside the window being replaced"
+            f"row {row['symbol']} {row['timestamp']:%Y-%m-%d} lies outside the window"
+            " being replaced"
         )
 
 
@@ -178,3 +181,14 @@ def _copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
         else:
             columns.append(values.astype(np.float64).tolist())
     return zip(*columns, strict=True)
+
+
+def table_summary(conn: psycopg.Connection, table: Table, symbols: Iterable[str]) -> pd.DataFrame:
+    """Rows and first/last day per symbol."""
+    query = sql.SQL(
+        'SELECT s AS symbol, count(t.symbol) AS rows, min(t."timestamp") AS first,'
+        ' max(t."timestamp") AS last FROM unnest(%s::text[]) AS s'
+        " LEFT JOIN {table} AS t ON t.symbol = s GROUP BY s ORDER BY s"
+    ).format(table=sql.Identifier(table.name))
+    rows = conn.execute(query, [list(symbols)]).fetchall()
+    return pd.DataFrame(rows, columns=["symbol", "rows", "first", "last"])

@@ -49,13 +49,3 @@ CREATE TABLE rejected_prices (
 CREATE INDEX rejected_prices_symbol_timestamp_idx ON rejected_prices (symbol, "timestamp");
 COMMENT ON TABLE rejected_prices IS
     'Bars the quality gate refused, with their raw values, where they came from and why.';
-
--- Let psql users and dashboards write unqualified names. Needs database ownership; where the
--- role lacks it, set search_path on the connecting role instead (see README).
-DO $$
-BEGIN
-    EXECUTE format('ALTER DATABASE %I SET search_path = marketpulse, public', current_database());
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'search_path not set on database %: not its owner', current_database();
-END
-$$;

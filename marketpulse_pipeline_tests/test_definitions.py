@@ -1,0 +1,57 @@
+import dagster as dg
+import pytest
+
+from marketpulse_pipeline.automation import DAILY_JOB
+from marketpulse_pipeline.settings import DEFAULT_SYMBOLS, Settings, SettingsError
+
+
+def test_definitions_load_and_validate(make_defs):
+    defs = make_defs()
+    dg.Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def(DAILY_JOB)
+    assert job.partitions_def.get_partition_keys() == list(DEFAULT_SYMBOLS)
+
+
+def test_the_watchlist_comes_from_configuration(make_defs):
+    defs = make_defs(MARKETPULSE_SYMBOLS="aapl, IBM ,AAPL")
+    job = defs.resolve_job_def(DAILY_JOB)
+    assert job.partitions_def.get_partition_keys() == ["AAPL", "IBM"]
+
+
+@pytest.mark.parametrize("key", ["stock_prices", "injected_anomalies"])
+def test_assets_are_documented(make_defs, key):
+    spec = make_defs().resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
+    assert spec.description and spec.group_name == "prices"
+    assert spec.owners == ["team:marketpulse"]
+    assert {"postgres", "pandas"} <= set(spec.kinds)
+    schema = spec.metadata["dagster/column_schema"]
+    columns = {column.name: column for column in schema.columns}
+    assert {"symbol", "timestamp"} <= set(columns)
+    if key == "stock_prices":
+        assert columns["low"].constraints.other == ["greater_than(0)", "must be a finite number"]
+        assert schema.constraints.other == ["low <= min(open, close) and high >= max(open, close)"]
+
+
+def test_settings_come_from_the_resources_shown_in_the_ui(make_defs, env):
+    resources = make_defs(MARKETPULSE_SOURCE="sample").resources
+    assert resources["price_source"].kind == "sample"
+    # the database URL is wired as an environment variable, so the UI never shows it
+    assert isinstance(resources["database"].url, dg.EnvVar)
+
+
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("MARKETPULSE_SOURCE", "bloomberg"),
+        ("MARKETPULSE_CSV_DIR", "/does/not/exist"),
+        ("MARKETPULSE_START_DATE", "last tuesday"),
+        ("MARKETPULSE_SYMBOLS", "AAPL,not a symbol"),
+        ("MARKETPULSE_SEED", "x"),
+    ],
+)
+def test_bad_settings_name_the_variable(variable, value):
+    environ = {variable: value}
+    if variable == "MARKETPULSE_CSV_DIR":
+        environ["MARKETPULSE_SOURCE"] = "csv"
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env(environ)

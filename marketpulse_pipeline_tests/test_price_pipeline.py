@@ -1,0 +1,260 @@
+"""The price assets end to end: Dagster runs writing to a real PostgreSQL database."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from marketpulse_pipeline.automation import DAILY_JOB
+from marketpulse_pipeline.calendar import SessionWindow, sessions_between
+from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.runner import run_pipeline
+from marketpulse_pipeline.sources.synthetic import SyntheticSource
+
+SUMMER = (dt.date(2025, 6, 2), dt.date(2025, 7, 31))
+
+
+def run(defs, instance, symbols=("AAPL", "GOOGL"), **window):
+    return run_pipeline(defs, instance, list(symbols), progress=lambda _: None, **window)
+
+
+def prices(conn) -> pd.DataFrame:
+    rows = conn.execute(
+        'SELECT symbol, "timestamp", open, high, low, close, volume, source FROM stock_prices'
+        ' ORDER BY symbol, "timestamp"'
+    ).fetchall()
+    return pd.DataFrame(
+        rows, columns=["symbol", "timestamp", "open", "high", "low", "close", "volume", "source"]
+    )
+
+
+def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    return {
+        r.event_log_entry.dagster_event.asset_check_evaluation_data.check_name: (
+            r.event_log_entry.dagster_event.asset_check_evaluation_data
+        )
+        for r in records
+    }
+
+
+def test_a_window_stores_every_session_and_the_ground_truth(make_defs, instance, conn):
+    [outcome] = run(make_defs(), instance, start=SUMMER[0], end=SUMMER[1])
+    assert outcome.success and outcome.symbols == ["AAPL", "GOOGL"]
+    stored = prices(conn)
+    sessions = list(sessions_between(*SUMMER).date)
+    assert stored.groupby("symbol")["timestamp"].apply(list).to_dict() == {
+        "AAPL": sessions,
+        "GOOGL": sessions,
+    }
+    truth = conn.execute(
+        'SELECT symbol, "timestamp", kind FROM injected_anomalies ORDER BY 1, 2'
+    ).fetchall()
+    expected = SyntheticSource(seed=42).injected_anomalies(
+        ["AAPL", "GOOGL"], SessionWindow(*SUMMER)
+    )
+    assert [(s, t.isoformat(), k) for s, t, k in truth] == [
+        (s, t.date().isoformat(), k)
+        for s, t, k in expected[["symbol", "timestamp", "kind"]].itertuples(index=False)
+    ]
+
+
+def test_one_run_materializes_every_symbol_partition(make_defs, instance):
+    [outcome] = run(
+        make_defs(), instance, symbols=["AAPL", "GOOGL", "MSFT"], start=SUMMER[0], end=SUMMER[0]
+    )
+    materialized = instance.get_records_for_run(
+        outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    partitions = {
+        (
+            r.event_log_entry.dagster_event.asset_key.to_user_string(),
+            r.event_log_entry.dagster_event.partition,
+        )
+        for r in materialized
+    }
+    assert partitions == {
+        (asset, symbol)
+        for asset in ("stock_prices", "injected_anomalies")
+        for symbol in ("AAPL", "GOOGL", "MSFT")
+    }
+
+
+def test_non_contiguous_symbols_take_one_run_per_stretch(make_defs, instance):
+    outcomes = run(
+        make_defs(), instance, symbols=["AAPL", "MSFT", "AMZN"], start=SUMMER[0], end=SUMMER[0]
+    )
+    assert [o.symbols for o in outcomes] == [["AAPL"], ["MSFT", "AMZN"]]
+
+
+def test_re_running_a_window_changes_nothing(make_defs, instance, conn):
+    defs = make_defs()
+    run(defs, instance, start=SUMMER[0], end=SUMMER[1])
+    first = prices(conn)
+    run(defs, instance, start=SUMMER[0], end=SUMMER[1])
+    pd.testing.assert_frame_equal(prices(conn), first)
+
+
+def test_a_run_after_missed_days_catches_up(make_defs, instance, conn):
+    defs = make_defs(MARKETPULSE_START_DATE="2025-06-02")
+    run(defs, instance, as_of=dt.date(2025, 6, 30))
+    assert prices(conn)["timestamp"].max() == dt.date(2025, 6, 30)
+    [outcome] = run(defs, instance, as_of=dt.date(2025, 7, 31))  # a month of missed runs
+    assert outcome.success
+    caught_up = prices(conn)
+
+    run(defs, instance, start=SUMMER[0], end=SUMMER[1])  # the same range in one go
+    pd.testing.assert_frame_equal(caught_up, prices(conn))
+    window = instance.get_latest_materialization_event(dg.AssetKey("stock_prices"))
+    assert window is not None
+
+
+def test_a_daily_run_processes_only_the_new_session(make_defs, instance, conn):
+    defs = make_defs(MARKETPULSE_START_DATE="2025-06-02")
+    run(defs, instance, as_of=dt.date(2025, 7, 30))
+    before = conn.execute("SELECT max(created_at) FROM stock_prices").fetchone()[0]
+    run(defs, instance, as_of=dt.date(2025, 7, 31))
+    new = conn.execute(
+        'SELECT symbol, "timestamp" FROM stock_prices WHERE created_at > %s', [before]
+    ).fetchall()
+    assert sorted(new) == [("AAPL", dt.date(2025, 7, 31)), ("GOOGL", dt.date(2025, 7, 31))]
+    event = instance.get_latest_materialization_event(dg.AssetKey("stock_prices"))
+    assert event.asset_materialization.metadata["window"].value == "2025-07-31..2025-07-31"
+
+
+def test_an_explicit_window_replaces_only_that_window(make_defs, instance, conn):
+    defs = make_defs()
+    run(defs, instance, start=SUMMER[0], end=SUMMER[1])
+    original = prices(conn)
+    conn.execute("UPDATE stock_prices SET close = close + 0.01, high = high + 0.01")  # every row
+    run(defs, instance, start=dt.date(2025, 7, 7), end=dt.date(2025, 7, 11))
+    after = prices(conn)
+    inside = after["timestamp"].between(dt.date(2025, 7, 7), dt.date(2025, 7, 11))
+    assert inside.sum() == 10
+    pd.testing.assert_frame_equal(after[inside], original[inside])
+    assert (after.loc[~inside, "close"] - original.loc[~inside, "close"]).round(6).eq(0.01).all()
+
+
+def write_csv(directory: Path, symbol: str, rows: list[str]) -> None:
+    directory.mkdir(exist_ok=True)
+    (directory / f"{symbol}.csv").write_text(
+        "Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n"
+    )
+
+
+JULY_FIRST_WEEK = [
+    "2025-07-01,10,11,9,10.5,1000",
+    "2025-07-02,10.5,11,10,10.8,1100",
+    "2025-07-03,10.8,11.2,10.1,11,1200",
+    "2025-07-07,11,11.5,10.9,11.1,1300",
+]
+
+
+def test_bad_csv_rows_are_quarantined_and_block_downstream(make_defs, instance, conn, tmp_path):
+    csv_dir = tmp_path / "csv"
+    write_csv(csv_dir, "AAPL", JULY_FIRST_WEEK)
+    write_csv(
+        csv_dir,
+        "MSFT",
+        [
+            *JULY_FIRST_WEEK[:2],
+            "2025-07-03,10.8,11.2,10.1,-11,1200",
+            "2025-07-05,1,1,1,1,1",
+            JULY_FIRST_WEEK[3],
+        ],
+    )
+    defs = make_defs(
+        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL,MSFT"
+    )
+    [outcome] = run(
+        defs, instance, symbols=["AAPL", "MSFT"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
+    )
+
+    assert not outcome.success  # the gap on 2025-07-03 fails the blocking check
+    stored = prices(conn)
+    rejected = conn.execute(
+        'SELECT symbol, "timestamp", close, source_ref, reason, run_id FROM rejected_prices'
+        " ORDER BY 2"
+    ).fetchall()
+    assert len(stored) + len(rejected) == 4 + 5  # rows in = stored + rejected
+    assert [(r[0], r[1], r[2], r[3]) for r in rejected] == [
+        ("MSFT", dt.date(2025, 7, 3), "-11.0", "MSFT.csv:4"),
+        ("MSFT", dt.date(2025, 7, 5), "1.0", "MSFT.csv:5"),
+    ]
+    assert "close must be > 0" in rejected[0][4] and rejected[1][4] == "not an NYSE session"
+    assert {r[5] for r in rejected} == {outcome.run_id}
+
+    checks = check_results(instance, outcome.run_id)
+    gap = checks["every_session_has_a_bar"]
+    assert not gap.passed and gap.metadata["sessions_missing"].value == 1
+    assert gap.metadata["symbols_over_tolerance"].value == "MSFT"
+    assert "2025-07-03" in gap.metadata["sample"].value
+    warning = checks["no_rejected_rows"]
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert (
+        warning.metadata["rows_rejected"].value == 2
+        and "MSFT.csv:4" in warning.metadata["sample"].value
+    )
+
+
+def test_gap_tolerance_is_configurable(make_defs, instance, tmp_path):
+    csv_dir = tmp_path / "csv"
+    write_csv(csv_dir, "AAPL", [JULY_FIRST_WEEK[0], *JULY_FIRST_WEEK[2:]])
+    defs = make_defs(
+        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL"
+    )
+    window = {"start": "2025-07-01", "end": "2025-07-07"}
+    job = defs.resolve_job_def(DAILY_JOB)
+
+    def execute(tolerance: int) -> bool:
+        return job.execute_in_process(
+            run_config={
+                "resources": {"window": {"config": window}},
+                "ops": {"prices": {"config": {"max_missing_sessions": tolerance}}},
+            },
+            instance=instance,
+            partition_key="AAPL",
+            raise_on_error=False,
+        ).success
+
+    assert not execute(0)
+    assert execute(1)
+
+
+def test_a_missing_csv_file_fails_the_run_naming_the_file(make_defs, instance, tmp_path):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    defs = make_defs(
+        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL"
+    )
+    [outcome] = run(
+        defs, instance, symbols=["AAPL"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
+    )
+    assert not outcome.success
+    assert any(
+        f"{csv_dir / 'AAPL.csv'}: no price file for AAPL" in failure for failure in outcome.failures
+    )
+
+
+def test_demo_twice_leaves_the_same_rows(env, conn, capsys):
+    assert main(["demo", "--days", "20"]) == 0
+    first = prices(conn)
+    assert main(["demo", "--days", "20"]) == 0
+    assert len(first) == 9 * 20
+    pd.testing.assert_frame_equal(prices(conn), first)
+    output = capsys.readouterr().out
+    assert "rejected rows: 0" in output and "AAPL" in output
+
+
+def test_cli_reports_bad_arguments_without_a_traceback(env, capsys):
+    assert main(["backfill", "--start", "2025-07-10", "--end", "2025-07-01"]) == 2
+    assert "is after --end" in capsys.readouterr().err
+    assert main(["backfill", "--start", "2025-07-01", "--symbols", "NOPE"]) == 2
+    assert "not in the watchlist: NOPE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["backfill", "--start", "July"])
+    assert "is not a date" in capsys.readouterr().err

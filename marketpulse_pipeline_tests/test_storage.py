@@ -1,0 +1,109 @@
+import contextlib
+import datetime as dt
+
+import pandas as pd
+import psycopg
+import pytest
+
+from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.storage.migrations import migrate, migrations, schema_version
+from marketpulse_pipeline.storage.tables import (
+    STOCK_PRICES,
+    last_sessions,
+    read_window,
+    replace_window,
+)
+
+JULY = SessionWindow(dt.date(2025, 7, 1), dt.date(2025, 7, 31))
+
+
+def bars(symbol: str, days: list[str], close: float = 100.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "timestamp": pd.to_datetime(days),
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 1000,
+            "source": "test",
+        }
+    )
+
+
+def stored(conn) -> pd.DataFrame:
+    return read_window(conn, STOCK_PRICES, {"AAPL": JULY, "MSFT": JULY})
+
+
+def test_migrations_are_recorded_and_idempotent(conn):
+    assert migrate(conn) == []
+    assert schema_version(conn) == migrations()[-1].version
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in migrations()]
+
+
+def test_tables_are_queryable_by_their_plain_names(conn, database_url):
+    # once MarketPulse has connected, a user's own session finds the tables by their plain names
+    with psycopg.connect(database_url) as plain:
+        assert plain.execute("SELECT count(*) FROM stock_prices").fetchone() == (0,)
+
+
+def test_replacing_a_window_twice_gives_the_same_rows(conn):
+    frame = bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"])
+    replace_window(conn, STOCK_PRICES, frame, {"AAPL": JULY})
+    replace_window(conn, STOCK_PRICES, frame, {"AAPL": JULY})
+    assert len(stored(conn)) == 3
+    assert last_sessions(conn, STOCK_PRICES, ["AAPL", "MSFT"]) == {
+        "AAPL": dt.date(2025, 7, 3),
+        "MSFT": None,
+    }
+
+
+def test_replace_touches_only_the_window_and_its_symbols(conn):
+    replace_window(
+        conn, STOCK_PRICES, bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"]), {"AAPL": JULY}
+    )
+    replace_window(conn, STOCK_PRICES, bars("MSFT", ["2025-07-02"]), {"MSFT": JULY})
+    middle = SessionWindow(dt.date(2025, 7, 2), dt.date(2025, 7, 2))
+    replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-07-02"], close=200.0), {"AAPL": middle})
+    rows = stored(conn).set_index(["symbol", "timestamp"])["close"]
+    assert rows.to_dict() == {
+        ("AAPL", pd.Timestamp("2025-07-01")): 100.0,
+        ("AAPL", pd.Timestamp("2025-07-02")): 200.0,
+        ("AAPL", pd.Timestamp("2025-07-03")): 100.0,
+        ("MSFT", pd.Timestamp("2025-07-02")): 100.0,
+    }
+
+
+def test_an_empty_frame_clears_the_window(conn):
+    replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-07-01", "2025-07-02"]), {"AAPL": JULY})
+    replace_window(conn, STOCK_PRICES, bars("AAPL", []), {"AAPL": JULY})
+    assert stored(conn).empty
+
+
+def test_a_failure_mid_write_keeps_the_previous_rows(conn):
+    replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-07-01", "2025-07-02"]), {"AAPL": JULY})
+    # The third row breaks the OHLC constraint: PostgreSQL refuses it after the DELETE ran
+    # and the first rows were copied.
+    broken = bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"], close=300.0)
+    broken.loc[2, "low"] = 500.0
+    with pytest.raises(psycopg.errors.CheckViolation):
+        replace_window(conn, STOCK_PRICES, broken, {"AAPL": JULY})
+    assert list(stored(conn)["close"]) == [100.0, 100.0]
+
+
+def test_a_killed_writer_leaves_the_previous_rows(conn, database_url):
+    replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-07-01"]), {"AAPL": JULY})
+    victim = psycopg.connect(database_url)
+    victim.execute("DELETE FROM marketpulse.stock_prices WHERE symbol = 'AAPL'")  # in a transaction
+    conn.execute("SELECT pg_terminate_backend(%s)", [victim.info.backend_pid])
+    with contextlib.suppress(psycopg.OperationalError):
+        victim.close()
+    assert len(stored(conn)) == 1
+
+
+def test_rows_outside_the_window_are_refused(conn):
+    with pytest.raises(ValueError, match="outside the window"):
+        replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-08-01"]), {"AAPL": JULY})
+    assert stored(conn).empty
