@@ -1,0 +1,24 @@
+import psycopg
+
+from marketpulse_pipeline.cli import main
+
+
+def test_db_url_prints_the_configured_server(env, capsys):
+    assert main(["db", "url"]) == 0
+    assert capsys.readouterr().out.strip() == env["MARKETPULSE_DATABASE_URL"]
+
+
+def test_embedded_server_starts_persists_and_stops(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("MARKETPULSE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MARKETPULSE_HOME", str(tmp_path / "home"))
+    assert main(["db", "url"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert str(tmp_path / "home" / "pgdata") in url
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("marketpulse",)
+    assert main(["db", "url"]) == 0  # reused, same URL
+    assert capsys.readouterr().out.strip() == url
+    assert main(["db", "stop"]) == 0
+    assert capsys.readouterr().out.strip() == "embedded PostgreSQL stopped"
+    assert main(["db", "stop"]) == 0
+    assert capsys.readouterr().out.strip() == "embedded PostgreSQL was not running"
