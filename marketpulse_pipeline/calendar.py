@@ -127,3 +127,40 @@ def resolve_windows(
         catch_up = next_session(stored) if stored else first_day
         windows[symbol] = SessionWindow(start or catch_up, end or as_of)
     return windows
+
+
+def follow_windows(
+    symbols: Iterable[str],
+    processed: Mapping[str, SessionWindow | None],
+    upstream: Mapping[str, SessionWindow | None],
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[str, SessionWindow]:
+    """The window each symbol processes in an asset computed from an upstream table.
+
+    An explicit `start`/`end` re-runs or back-fills that range. Otherwise the asset catches up
+    with its upstream: from the session after the span it has processed (or where the upstream
+    starts) through the last session the upstream has processed.
+    """
+    windows = {}
+    for symbol in symbols:
+        source, done = upstream.get(symbol), processed.get(symbol)
+        if source is None:
+            default = SessionWindow(EARLIEST_SESSION, EARLIEST_SESSION - dt.timedelta(days=1))
+        else:
+            default = SessionWindow(next_session(done.end) if done else source.start, source.end)
+        windows[symbol] = SessionWindow(start or default.start, end or default.end)
+    return windows
+
+
+def missing_sessions(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
+    """`symbol`, `timestamp` of each session in a symbol's window that `frame` has no row for."""
+    expected = pd.DataFrame(
+        [(symbol, day) for symbol, w in windows.items() for day in w.sessions()],
+        columns=["symbol", "timestamp"],
+    ).astype({"symbol": "str", "timestamp": "datetime64[ns]"})
+    present = expected.merge(frame[["symbol", "timestamp"]], how="left", indicator=True)
+    return present.loc[present["_merge"] == "left_only", ["symbol", "timestamp"]].reset_index(
+        drop=True
+    )

@@ -11,6 +11,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
+
 _PRICE_FIELDS = ("open", "high", "low", "close")
 
 
@@ -67,6 +69,91 @@ class InjectedAnomalies(pa.DataFrameModel):
 
     class Config:
         unique = ["symbol", "timestamp", "kind"]  # noqa: RUF012
+        strict = True
+
+
+class PriceFeatures(pa.DataFrameModel):
+    """Features of one symbol and session; NULL (NaN) while an indicator warms up."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    return_pct: Series[float] = pa.Field(nullable=True, description="Close-to-close return, %")
+    log_return: Series[float] = pa.Field(nullable=True, description="ln(close / previous close)")
+    volume_change_pct: Series[float] = pa.Field(
+        nullable=True, description="Volume change vs the previous session, %"
+    )
+    range_pct: Series[float] = pa.Field(
+        nullable=True, ge=0, description="(high - low) / previous close, %"
+    )
+    gap_pct: Series[float] = pa.Field(nullable=True, description="Open vs previous close, %")
+    sma_20: Series[float] = pa.Field(nullable=True, gt=0, description="SMA of the last 20 closes")
+    rsi_14: Series[float] = pa.Field(
+        nullable=True, ge=0, le=100, description="RSI(14), Wilder smoothing (TA-Lib convention)"
+    )
+    bb_middle: Series[float] = pa.Field(nullable=True, description="Bollinger middle band: SMA(20)")
+    bb_upper: Series[float] = pa.Field(nullable=True, description="middle + 2 population std")
+    bb_lower: Series[float] = pa.Field(nullable=True, description="middle - 2 population std")
+    bb_percent_b: Series[float] = pa.Field(
+        nullable=True, description="(close - lower) / (upper - lower)"
+    )
+
+    @pa.dataframe_check(
+        name="bands_ordered",
+        error="Bollinger bands out of order",
+        description="bb_lower <= bb_middle <= bb_upper",
+    )
+    def bands_ordered(cls, df: pd.DataFrame) -> Series[bool]:
+        warm_up = df[["bb_lower", "bb_middle", "bb_upper"]].isna().any(axis=1)
+        return warm_up | ((df["bb_lower"] <= df["bb_middle"]) & (df["bb_middle"] <= df["bb_upper"]))
+
+    class Config:
+        unique = ["symbol", "timestamp"]  # noqa: RUF012
+        strict = True
+
+
+class Anomalies(pa.DataFrameModel):
+    """An anomaly one detection method found on one symbol and session."""
+
+    id: Series[int] = pa.Field(
+        unique=True, description="Stable id: hash of symbol, day, method, type"
+    )
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    anomaly_type: Series[str] = pa.Field(isin=list(ANOMALY_TYPES), description="What was found")
+    method: Series[str] = pa.Field(isin=list(METHODS), description="Detection method")
+    score: Series[float] = pa.Field(ge=0, description="Method-specific strength (see README)")
+    severity: Series[float] = pa.Field(
+        ge=0, description="Score relative to the method's threshold: 1 = at the threshold"
+    )
+    details: Series[str] = pa.Field(description="JSON: the value, baseline, bound and direction")
+
+    @pa.check("score", "severity", name="finite", error="must be a finite number")
+    def finite(cls, values: Series[float]) -> Series[bool]:
+        return pd.Series(np.isfinite(values), index=values.index)
+
+    class Config:
+        unique = ["symbol", "timestamp", "method", "anomaly_type"]  # noqa: RUF012
+        strict = True
+
+
+class AnomalyConsensus(pa.DataFrameModel):
+    """How the methods agree on one symbol and session with at least one anomaly."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    votes: Series[int] = pa.Field(ge=1, le=len(METHODS), description="Methods that flagged the day")
+    methods: Series[object] = pa.Field(description="Which methods, alphabetically")
+    severity: Series[float] = pa.Field(
+        ge=0, description="Sum over the voting methods of their strongest severity"
+    )
+    strongest_type: Series[str] = pa.Field(
+        isin=list(ANOMALY_TYPES), description="Anomaly type with the highest severity"
+    )
+    strongest_method: Series[str] = pa.Field(isin=list(METHODS), description="Its method")
+    is_consensus: Series[bool] = pa.Field(description="votes >= the configured min_votes")
+
+    class Config:
+        unique = ["symbol", "timestamp"]  # noqa: RUF012
         strict = True
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from marketpulse_pipeline.calendar import SessionWindow, nyse
+from marketpulse_pipeline.calendar import SessionWindow, missing_sessions, nyse
 from marketpulse_pipeline.schemas import StockPrices, failure_reasons
 
 _VALUE_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -66,7 +66,9 @@ def gate_bars(raw: pd.DataFrame, windows: Mapping[str, SessionWindow], source: s
         reason=reasons,
     )
     return GateResult(
-        stored=stored, rejected=rejected.reset_index(drop=True), missing=_gaps(stored, windows)
+        stored=stored,
+        rejected=rejected.reset_index(drop=True),
+        missing=missing_sessions(stored, windows),
     )
 
 
@@ -88,14 +90,3 @@ def _check_requested(
 def _as_text(values: pd.Series) -> pd.Series:
     """Raw values as text for the quarantine table; missing stays NULL."""
     return values.map(lambda v: None if pd.isna(v) else str(v)).astype("object")
-
-
-def _gaps(stored: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
-    expected = pd.DataFrame(
-        [(symbol, day) for symbol, w in windows.items() for day in w.sessions()],
-        columns=["symbol", "timestamp"],
-    ).astype({"symbol": "str", "timestamp": "datetime64[ns]"})
-    present = expected.merge(stored[["symbol", "timestamp"]], how="left", indicator=True)
-    return present.loc[present["_merge"] == "left_only", ["symbol", "timestamp"]].reset_index(
-        drop=True
-    )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from marketpulse_pipeline.calendar import SessionWindow
 
@@ -69,9 +70,60 @@ REJECTED_PRICES = Table(
 )
 
 
-def _window_arrays(windows: Mapping[str, SessionWindow]) -> tuple[list[str], list, list]:
+PRICE_FEATURES = Table(
+    "price_features",
+    (
+        ("symbol", "text"),
+        ("timestamp", "date"),
+        *(
+            (name, "float8")
+            for name in (
+                "return_pct",
+                "log_return",
+                "volume_change_pct",
+                "range_pct",
+                "gap_pct",
+                "sma_20",
+                "rsi_14",
+                "bb_middle",
+                "bb_upper",
+                "bb_lower",
+                "bb_percent_b",
+            )
+        ),
+    ),
+)
+ANOMALIES = Table(
+    "anomalies",
+    (
+        ("id", "int8"),
+        ("symbol", "text"),
+        ("timestamp", "date"),
+        ("anomaly_type", "text"),
+        ("method", "text"),
+        ("score", "float8"),
+        ("severity", "float8"),
+        ("details", "jsonb"),
+    ),
+)
+ANOMALY_CONSENSUS = Table(
+    "anomaly_consensus",
+    (
+        ("symbol", "text"),
+        ("timestamp", "date"),
+        ("votes", "int4"),
+        ("methods", "text[]"),
+        ("severity", "float8"),
+        ("strongest_type", "text"),
+        ("strongest_method", "text"),
+        ("is_consensus", "bool"),
+    ),
+)
+
+
+def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
     live = {symbol: w for symbol, w in windows.items() if not w.is_empty}
-    return list(live), [w.start for w in live.values()], [w.end for w in live.values()]
+    return [list(live), [w.start for w in live.values()], [w.end for w in live.values()]]
 
 
 # The windows as a relation `w`, and the condition putting a row `t` inside its symbol's window.
@@ -79,32 +131,51 @@ _WINDOWS = sql.SQL("unnest(%s::text[], %s::date[], %s::date[]) AS w(symbol, firs
 _INSIDE = sql.SQL('t.symbol = w.symbol AND t."timestamp" BETWEEN w.first AND w.last')
 
 
+def _slice(where: Mapping[str, str]) -> tuple[sql.Composable, list[str]]:
+    """Extra equality conditions selecting one slice of a table (e.g. one method's anomalies)."""
+    conditions = [sql.SQL(" AND {} = %s").format(sql.Identifier("t", k)) for k in where]
+    return sql.Composed(conditions), list(where.values())
+
+
+def _target(table: Table, where: Mapping[str, str]) -> str:
+    """The watermark key: the table, or the slice of it."""
+    return table.name + "".join(f"[{key}={value}]" for key, value in sorted(where.items()))
+
+
 def read_window(
     conn: psycopg.Connection,
     table: Table,
     windows: Mapping[str, SessionWindow],
+    *,
     columns: Sequence[str] | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The rows of each symbol inside its window, ordered by symbol and day."""
     names = list(columns or table.column_names)
+    condition, values = _slice(where or {})
     query = sql.SQL(
-        "SELECT {columns} FROM {table} AS t JOIN {windows} ON {inside}"
+        "SELECT {columns} FROM {table} AS t JOIN {windows} ON {inside}{condition}"
         ' ORDER BY t.symbol, t."timestamp"'
     ).format(
         columns=sql.SQL(", ").join(sql.Identifier("t", name) for name in names),
         table=sql.Identifier(table.name),
         windows=_WINDOWS,
         inside=_INSIDE,
+        condition=condition,
     )
-    rows = conn.execute(query, _window_arrays(windows)).fetchall()
+    with conn.cursor(binary=True) as cur:
+        rows = cur.execute(query, [*_window_arrays(windows), *values]).fetchall()
     frame = pd.DataFrame(rows, columns=names)
-    if "timestamp" in frame:
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).astype("datetime64[ns]")
-    for name, pg_type in table.columns:
-        if name in frame and pg_type == "float8":
+    types = dict(table.columns)
+    for name in names:
+        if types[name] == "date":
+            frame[name] = pd.to_datetime(frame[name]).astype("datetime64[ns]")
+        elif types[name] == "float8":
             frame[name] = frame[name].astype("float64")
-        elif name in frame and pg_type in ("int8", "int4"):
+        elif types[name] in ("int8", "int4"):
             frame[name] = frame[name].astype("int64")
+        elif types[name] == "text":
+            frame[name] = frame[name].astype("str")
     return frame
 
 
@@ -119,29 +190,60 @@ def last_sessions(
     return dict(conn.execute(query, [list(symbols)]).fetchall())
 
 
+def processed_spans(
+    conn: psycopg.Connection,
+    table: Table,
+    symbols: Iterable[str],
+    where: Mapping[str, str] | None = None,
+) -> dict[str, SessionWindow | None]:
+    """The span of sessions each symbol's rows (or slice) have been computed for, if any.
+
+    Unlike the last stored row, this knows that a sparse table — anomalies — processed the days
+    on which it found nothing.
+    """
+    rows = conn.execute(
+        "SELECT symbol, first_session, last_session FROM watermarks"
+        " WHERE target = %s AND symbol = ANY(%s)",
+        [_target(table, where or {}), list(symbols)],
+    ).fetchall()
+    spans = {symbol: SessionWindow(first, last) for symbol, first, last in rows}
+    return {symbol: spans.get(symbol) for symbol in symbols}
+
+
 def replace_window(
     conn: psycopg.Connection,
     table: Table,
     frame: pd.DataFrame,
     windows: Mapping[str, SessionWindow],
+    *,
+    where: Mapping[str, str] | None = None,
 ) -> int:
-    """Make `frame` the whole content of `table` inside each symbol's window, atomically.
+    """Make `frame` the whole content of `table` (or of the slice `where`) inside each symbol's
+    window, atomically, and extend the symbols' watermarks over the windows.
 
-    Returns the number of rows written. Rows outside the given windows are a programming error.
+    Returns the number of rows written. Rows outside the windows or the slice are refused.
     """
-    _check_inside(frame, windows)
-    symbols, firsts, lasts = _window_arrays(windows)
+    where = where or {}
+    _check_inside(frame, windows, where)
+    arrays = _window_arrays(windows)
+    condition, values = _slice(where)
     with conn.transaction(), conn.cursor() as cur:
-        # One writer per table and symbol at a time; taken in a fixed order, so no deadlocks.
+        # One writer per target and symbol at a time; taken in a fixed order, so no deadlocks.
         cur.execute(
             "SELECT pg_advisory_xact_lock(hashtext(%s || ':' || s))"
             " FROM unnest(%s::text[]) AS s ORDER BY s",
-            [table.name, sorted(symbols)],
+            [_target(table, where), sorted(arrays[0])],
         )
-        delete = sql.SQL("DELETE FROM {table} AS t USING {windows} WHERE {inside}").format(
-            table=sql.Identifier(table.name), windows=_WINDOWS, inside=_INSIDE
+        delete = sql.SQL("DELETE FROM {table} AS t USING {windows} WHERE {inside}{condition}")
+        cur.execute(
+            delete.format(
+                table=sql.Identifier(table.name),
+                windows=_WINDOWS,
+                inside=_INSIDE,
+                condition=condition,
+            ),
+            [*arrays, *values],
         )
-        cur.execute(delete, [symbols, firsts, lasts])
         copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
             table=sql.Identifier(table.name),
             columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
@@ -150,37 +252,56 @@ def replace_window(
             writer.set_types(table.column_types)
             for row in _copy_rows(frame, table):
                 writer.write_row(row)
+        watermark = sql.SQL(
+            "INSERT INTO watermarks AS m (target, symbol, first_session, last_session)"
+            " SELECT %s, w.symbol, w.first, w.last FROM {windows}"
+            " ON CONFLICT (target, symbol) DO UPDATE SET"
+            " first_session = least(m.first_session, excluded.first_session),"
+            " last_session = greatest(m.last_session, excluded.last_session), updated_at = now()"
+        )
+        cur.execute(watermark.format(windows=_WINDOWS), [_target(table, where), *arrays])
     return len(frame)
 
 
-def _check_inside(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> None:
+def _check_inside(
+    frame: pd.DataFrame, windows: Mapping[str, SessionWindow], where: Mapping[str, str]
+) -> None:
     if frame.empty:
         return
     firsts = frame["symbol"].map({s: pd.Timestamp(w.start) for s, w in windows.items()})
     lasts = frame["symbol"].map({s: pd.Timestamp(w.end) for s, w in windows.items()})
     outside = ~frame["timestamp"].between(firsts, lasts)
+    for column, value in where.items():
+        outside |= frame[column] != value
     if outside.any():
         row = frame[outside].iloc[0]
         raise ValueError(
             f"row {row['symbol']} {row['timestamp']:%Y-%m-%d} lies outside the window"
-            " being replaced"
+            " or slice being replaced"
         )
 
 
 def _copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
-    """The frame's values as Python objects in the table's column order."""
+    """The frame's values as Python objects in the table's column order; NaN becomes NULL."""
     columns = []
     for name, pg_type in table.columns:
         values = frame[name]
         if pg_type == "date":
             columns.append(values.dt.date.tolist())
-        elif pg_type == "text":
-            columns.append([None if pd.isna(v) else str(v) for v in values.tolist()])
+        elif pg_type == "jsonb":
+            columns.append([Jsonb(text, dumps=str) for text in values])
+        elif pg_type == "float8":
+            floats = values.to_numpy(dtype="float64", na_value=np.nan).tolist()
+            columns.append([None if v != v else v for v in floats])  # NaN is not NULL in SQL
         elif pg_type in ("int8", "int4"):
-            columns.append(values.astype(np.int64).tolist())
+            columns.append(values.to_numpy(dtype="int64").tolist())
         else:
-            columns.append(values.astype(np.float64).tolist())
+            columns.append([None if _missing(v) else v for v in values.tolist()])
     return zip(*columns, strict=True)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def table_summary(conn: psycopg.Connection, table: Table, symbols: Iterable[str]) -> pd.DataFrame:

@@ -1,0 +1,51 @@
+"""Consensus: how many methods flagged a symbol on a day, and how strongly, combined."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def consensus(anomalies: pd.DataFrame, min_votes: int = 2) -> pd.DataFrame:
+    """One row per symbol and day with at least one anomaly.
+
+    `votes` counts distinct methods; `severity` sums each voting method's strongest severity
+    (severity 1 = at that method's threshold), so more agreement and stronger signals both
+    raise it; the strongest anomaly names the type. `is_consensus` is votes >= `min_votes`.
+    """
+    columns = [
+        "symbol",
+        "timestamp",
+        "votes",
+        "methods",
+        "severity",
+        "strongest_type",
+        "strongest_method",
+        "is_consensus",
+    ]
+    if anomalies.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns}).astype(
+            {
+                "timestamp": "datetime64[ns]",
+                "votes": "int64",
+                "severity": "float64",
+                "is_consensus": "bool",
+            }
+        )
+    ranked = anomalies.sort_values(
+        ["symbol", "timestamp", "severity", "method", "anomaly_type"],
+        ascending=[True, True, False, True, True],
+        kind="stable",
+    )
+    per_method = ranked.drop_duplicates(
+        ["symbol", "timestamp", "method"]
+    )  # each method's strongest
+    days = per_method.groupby(["symbol", "timestamp"], sort=True)
+    result = days.agg(
+        votes=("method", "size"),
+        methods=("method", lambda m: sorted(m)),
+        severity=("severity", "sum"),
+        strongest_type=("anomaly_type", "first"),
+        strongest_method=("method", "first"),
+    ).reset_index()
+    result["is_consensus"] = result["votes"] >= min_votes
+    return result[columns]

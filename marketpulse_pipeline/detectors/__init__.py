@@ -1,0 +1,20 @@
+"""The six detection methods, pure functions over the market frame, and their registry."""
+
+from marketpulse_pipeline.detectors import (
+    iqr,
+    isolation_forest,
+    moving_average,
+    technical,
+    volume,
+    zscore,
+)
+from marketpulse_pipeline.detectors.base import ANOMALY_COLUMNS, Detector
+
+DETECTORS: dict[str, Detector] = {
+    module.DETECTOR.method: module.DETECTOR
+    for module in (zscore, iqr, isolation_forest, moving_average, volume, technical)
+}
+METHODS = tuple(DETECTORS)
+ANOMALY_TYPES = tuple(dict.fromkeys(t for d in DETECTORS.values() for t in d.anomaly_types))
+
+__all__ = ["ANOMALY_COLUMNS", "ANOMALY_TYPES", "DETECTORS", "METHODS", "Detector"]

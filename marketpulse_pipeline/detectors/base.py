@@ -1,0 +1,137 @@
+"""What every detection method shares: its shape, its output rows and stable anomaly ids.
+
+A detector is pure: it gets the "market frame" — each symbol's prices joined with its features,
+sorted by symbol and day, with enough history before the window — and returns anomaly rows for
+the rows marked `in_window`. The baseline for day D is always built from rows before D.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marketpulse_pipeline.calendar import session_offset
+
+ANOMALY_COLUMNS = [
+    "id",
+    "symbol",
+    "timestamp",
+    "anomaly_type",
+    "method",
+    "score",
+    "severity",
+    "details",
+]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A detection method: its parameters (a dataclass with defaults) and its pure function."""
+
+    method: str
+    params: type
+    detect: Callable[[pd.DataFrame, Any], pd.DataFrame]
+    history_start: Callable[[Any, dt.date], dt.date]
+    """The first session whose rows the method needs to score a window starting on a day."""
+    description: str
+    anomaly_types: tuple[str, ...]
+
+
+def param(default: object, description: str) -> Any:
+    """A detector parameter: its default and what it means (shown in the Dagster launchpad)."""
+    return field(default=default, metadata={"description": description})
+
+
+def sessions_before(count: Callable[[Any], int]) -> Callable[[Any, dt.date], dt.date]:
+    """`history_start` for methods that look back a fixed number of sessions."""
+    return lambda params, start: session_offset(start, -count(params))
+
+
+def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:
+    """A stable 63-bit id: the same anomaly gets the same id in every run and every database."""
+    key = f"{symbol}|{timestamp:%Y-%m-%d}|{method}|{anomaly_type}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def to_json(details: dict[str, object]) -> str:
+    """Details as canonical JSON: sorted keys, floats rounded to 6 decimals, NaN as null."""
+
+    def clean(value: object) -> object:
+        if isinstance(value, float | np.floating):
+            return None if math.isnan(value) else round(float(value), 6)
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(details), sort_keys=True)
+
+
+def anomaly_rows(
+    market: pd.DataFrame,
+    flagged: np.ndarray,
+    method: str,
+    anomaly_type: np.ndarray | str,
+    score: np.ndarray,
+    severity: np.ndarray,
+    details: dict[str, np.ndarray | float | int | str],
+) -> pd.DataFrame:
+    """The anomalies frame for the rows of `market` where `flagged` (and `in_window`) is true.
+
+    `details` maps each key to a per-row array or a constant; it becomes one JSON object per row.
+    """
+    mask = np.asarray(flagged, dtype=bool) & market["in_window"].to_numpy(dtype=bool)
+    rows = np.flatnonzero(mask)
+    types = np.broadcast_to(np.asarray(anomaly_type, dtype=object), len(market))[rows]
+    symbols = market["symbol"].to_numpy()[rows]
+    stamps = market["timestamp"].to_numpy()[rows]
+    columns = {
+        key: np.broadcast_to(np.asarray(value, dtype=object), len(market))[rows]
+        for key, value in details.items()
+    }
+    return pd.DataFrame(
+        {
+            "id": [
+                anomaly_id(s, pd.Timestamp(t), method, a)
+                for s, t, a in zip(symbols, stamps, types, strict=True)
+            ],
+            "symbol": symbols,
+            "timestamp": stamps,
+            "anomaly_type": types,
+            "method": method,
+            "score": np.asarray(score, dtype="float64")[rows],
+            "severity": np.asarray(severity, dtype="float64")[rows],
+            "details": [
+                to_json({key: values[i] for key, values in columns.items()})
+                for i in range(len(rows))
+            ],
+        },
+        columns=ANOMALY_COLUMNS,
+    ).astype({"id": "int64", "symbol": "str", "anomaly_type": "str", "method": "str"})
+
+
+def object_array(items: Sequence[object]) -> np.ndarray:
+    """A 1-D object array of `items`, even when they are lists (numpy would make a 2-D array)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
+
+
+def combine(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Anomaly frames of one method, in a stable order."""
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["symbol", "timestamp", "anomaly_type"], kind="stable").reset_index(
+        drop=True
+    )

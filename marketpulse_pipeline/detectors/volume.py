@@ -1,0 +1,54 @@
+"""Volume: a day's log volume against the log volumes before it."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from marketpulse_pipeline.detectors.base import Detector, anomaly_rows, param, sessions_before
+from marketpulse_pipeline.features.rolling import trailing
+
+
+@dataclass(frozen=True)
+class VolumeParams:
+    window: int = param(20, "Sessions before the day that form the volume baseline.")
+    threshold: float = param(3.0, "Flag when |z| of log volume exceeds this.")
+
+
+def detect(market: pd.DataFrame, params: VolumeParams) -> pd.DataFrame:
+    keys, volume = market["symbol"].to_numpy(), market["volume"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore"):
+        log_volume = np.where(volume > 0, np.log(volume), np.nan)
+    mean = trailing(keys, log_volume, params.window, lambda w: w.mean(axis=1))
+    std = trailing(keys, log_volume, params.window, lambda w: w.std(axis=1, ddof=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(std > 0, (log_volume - mean) / std, np.nan)
+    return anomaly_rows(
+        market,
+        np.abs(z) > params.threshold,
+        "volume",
+        np.where(z > 0, "volume_spike", "volume_drop"),
+        score=np.abs(z),
+        severity=np.abs(z) / params.threshold,
+        details={
+            "volume": volume,
+            "baseline_volume": np.exp(mean),
+            "z": z,
+            "threshold": params.threshold,
+            "direction": np.where(z > 0, "up", "down"),
+            "window": params.window,
+        },
+    )
+
+
+DETECTOR = Detector(
+    method="volume",
+    params=VolumeParams,
+    detect=detect,
+    history_start=sessions_before(lambda p: p.window),
+    description=(
+        "Log volume vs the mean and standard deviation of the previous `window` sessions;"
+        " flags |z| > `threshold` as volume_spike or volume_drop, score = |z|."
+    ),
+    anomaly_types=("volume_spike", "volume_drop"),
+)

@@ -1,0 +1,64 @@
+"""Rolling statistics that depend only on the values inside each window.
+
+pandas' rolling aggregations keep running sums, so a value's last bits depend on where the series
+started; MarketPulse must give the same numbers whether a day is computed alone or inside a
+year-long backfill. These helpers look at each window's values afresh (numpy sliding windows),
+which is both exact in that sense and vectorized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def windows(values: np.ndarray, size: int, *, include_current: bool = True) -> np.ndarray:
+    """An (n, size) array whose row t holds the `size` values ending at t (or at t - 1 when
+    `include_current` is False), NaN-filled where the series is too short."""
+    values = np.asarray(values, dtype="float64")
+    lag = 0 if include_current else 1
+    padded = np.concatenate([np.full(size - 1 + lag, np.nan), values])
+    return sliding_window_view(padded, size)[: len(values)]
+
+
+def group_bounds(keys: np.ndarray) -> list[slice]:
+    """Slices of consecutive equal keys (frames are sorted by symbol, then day)."""
+    if len(keys) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    return [slice(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
+def per_group(
+    keys: np.ndarray, values: np.ndarray, function: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Apply `function` (array -> array of the same length) to each group's values."""
+    out = np.full(len(values), np.nan)
+    for bounds in group_bounds(keys):
+        out[bounds] = function(np.asarray(values[bounds], dtype="float64"))
+    return out
+
+
+def shift(values: np.ndarray, periods: int = 1) -> np.ndarray:
+    """`values` moved `periods` places later, NaN-filled at the start."""
+    out = np.full(len(values), np.nan)
+    out[periods:] = values[: len(values) - periods]
+    return out
+
+
+def trailing(
+    keys: np.ndarray,
+    values: np.ndarray,
+    size: int,
+    reduce: Callable[[np.ndarray], np.ndarray],
+    *,
+    include_current: bool = False,
+) -> np.ndarray:
+    """`reduce` (over axis 1) of each row's window within its group: by default the `size`
+    values before the row, which is the baseline a detector compares the row against."""
+    return per_group(
+        keys, values, lambda x: reduce(windows(x, size, include_current=include_current))
+    )
