@@ -164,3 +164,12 @@ def missing_sessions(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) 
     return present.loc[present["_merge"] == "left_only", ["symbol", "timestamp"]].reset_index(
         drop=True
     )
+
+
+def inside_windows(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.Series:
+    """Whether each row's `timestamp` lies inside its `symbol`'s window (False for others)."""
+    starts = frame["symbol"].map({s: pd.Timestamp(w.start) for s, w in windows.items()})
+    ends = frame["symbol"].map({s: pd.Timestamp(w.end) for s, w in windows.items()})
+    return frame["timestamp"].between(
+        starts.astype("datetime64[ns]"), ends.astype("datetime64[ns]")
+    )

@@ -82,8 +82,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 def _materialize(settings: Settings, symbols: Sequence[str], start: dt.date, end: dt.date) -> int:
     from marketpulse_pipeline.definitions import build_definitions
     from marketpulse_pipeline.runner import dagster_instance, run_pipeline
-    from marketpulse_pipeline.storage.database import connect, resolve_url
-    from marketpulse_pipeline.storage.tables import REJECTED_PRICES, STOCK_PRICES, table_summary
+    from marketpulse_pipeline.storage.database import resolve_url
 
     began = time.perf_counter()
     url = resolve_url(settings.database_url, settings.home)
@@ -92,22 +91,38 @@ def _materialize(settings: Settings, symbols: Sequence[str], start: dt.date, end
         outcomes = run_pipeline(
             build_definitions(settings), instance, symbols, start=start, end=end
         )
-    with connect(url) as conn:
-        prices = table_summary(conn, STOCK_PRICES, symbols)
-        rejected = table_summary(conn, REJECTED_PRICES, symbols)
-    print()
-    print(prices.to_string(index=False))
-    print(
-        f"\nrejected rows: {int(rejected['rows'].sum())}; took {time.perf_counter() - began:.1f}s"
-    )
+    _print_summary(url, symbols, start, end)
+    print(f"took {time.perf_counter() - began:.1f}s")
     failed = [failure for outcome in outcomes for failure in outcome.failures]
     if failed or not all(outcome.success for outcome in outcomes):
-        print(
-            "\nfailed:\n  " + "\n  ".join(failed or ["see the run in the Dagster UI"]),
-            file=sys.stderr,
-        )
+        failed = failed or ["see the run in the Dagster UI"]
+        print("\nfailed:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def _print_summary(url: str, symbols: Sequence[str], start: dt.date, end: dt.date) -> None:
+    from marketpulse_pipeline.storage.database import connect
+    from marketpulse_pipeline.storage.tables import (
+        REJECTED_PRICES,
+        STOCK_PRICES,
+        anomalies_per_method,
+        strongest_consensus,
+        table_summary,
+    )
+
+    with connect(url) as conn:
+        sections = {
+            "stock_prices": table_summary(conn, STOCK_PRICES, symbols),
+            f"anomalies per method, {start}..{end}": anomalies_per_method(
+                conn, symbols, start, end
+            ),
+            "strongest consensus anomalies": strongest_consensus(conn, symbols, start, end),
+        }
+        rejected = int(table_summary(conn, REJECTED_PRICES, symbols)["rows"].sum())
+    for title, frame in sections.items():
+        print(f"\n{title}:\n{frame.to_string(index=False) if len(frame) else '(none)'}")
+    print(f"\nrejected rows: {rejected}")
 
 
 def _db_url(args: argparse.Namespace, settings: Settings) -> int:

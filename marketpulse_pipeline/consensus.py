@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+_DTYPES = {
+    "symbol": "str",
+    "timestamp": "datetime64[ns]",
+    "votes": "int64",
+    "methods": "object",
+    "severity": "float64",
+    "strongest_type": "str",
+    "strongest_method": "str",
+    "is_consensus": "bool",
+}
+
 
 def consensus(anomalies: pd.DataFrame, min_votes: int = 2) -> pd.DataFrame:
     """One row per symbol and day with at least one anomaly.
@@ -12,25 +23,8 @@ def consensus(anomalies: pd.DataFrame, min_votes: int = 2) -> pd.DataFrame:
     (severity 1 = at that method's threshold), so more agreement and stronger signals both
     raise it; the strongest anomaly names the type. `is_consensus` is votes >= `min_votes`.
     """
-    columns = [
-        "symbol",
-        "timestamp",
-        "votes",
-        "methods",
-        "severity",
-        "strongest_type",
-        "strongest_method",
-        "is_consensus",
-    ]
     if anomalies.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns}).astype(
-            {
-                "timestamp": "datetime64[ns]",
-                "votes": "int64",
-                "severity": "float64",
-                "is_consensus": "bool",
-            }
-        )
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
     ranked = anomalies.sort_values(
         ["symbol", "timestamp", "severity", "method", "anomaly_type"],
         ascending=[True, True, False, True, True],
@@ -48,4 +42,4 @@ def consensus(anomalies: pd.DataFrame, min_votes: int = 2) -> pd.DataFrame:
         strongest_method=("method", "first"),
     ).reset_index()
     result["is_consensus"] = result["votes"] >= min_votes
-    return result[columns]
+    return result[list(_DTYPES)].astype({k: v for k, v in _DTYPES.items() if v != "object"})

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
+from marketpulse_pipeline.assets.anomalies import build_anomaly_assets
+from marketpulse_pipeline.assets.consensus import build_consensus_asset
+from marketpulse_pipeline.assets.features import build_features_asset
 from marketpulse_pipeline.assets.prices import build_price_assets
 from marketpulse_pipeline.automation import build_daily_job, build_daily_schedule
 from marketpulse_pipeline.resources import build_resources
 from marketpulse_pipeline.settings import Settings
+
+# Single-run backfills (BackfillPolicy) are deliberate here, though Dagster 1.13 labels them beta.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -15,7 +23,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     symbols = dg.StaticPartitionsDefinition(list(settings.symbols))
     daily_job = build_daily_job()
     return dg.Definitions(
-        assets=[build_price_assets(symbols)],
+        assets=[
+            build_price_assets(symbols),
+            build_features_asset(symbols),
+            *build_anomaly_assets(symbols),
+            build_consensus_asset(symbols),
+        ],
         jobs=[daily_job],
         schedules=[build_daily_schedule(daily_job, symbols)],
         resources=build_resources(settings),

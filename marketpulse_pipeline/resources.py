@@ -83,16 +83,21 @@ class WindowResource(dg.ConfigurableResource):
     def as_of_session(self) -> dt.date:
         return parse_date(self.as_of, "window.as_of") if self.as_of else latest_completed_session()
 
+    def explicit(self) -> tuple[dt.date | None, dt.date | None]:
+        """The `start` and `end` given in run config, if any."""
+        start = parse_date(self.start, "window.start") if self.start else None
+        end = parse_date(self.end, "window.end") if self.end else None
+        if start and end and start > end:
+            raise ValueError(f"window.start {start} is after window.end {end}")
+        return start, end
+
     def resolve(
         self,
         symbols: Sequence[str],
         last_stored: Mapping[str, dt.date | None],
         first_day: dt.date,
     ) -> dict[str, SessionWindow]:
-        start = parse_date(self.start, "window.start") if self.start else None
-        end = parse_date(self.end, "window.end") if self.end else None
-        if start and end and start > end:
-            raise ValueError(f"window.start {start} is after window.end {end}")
+        start, end = self.explicit()
         return resolve_windows(
             symbols,
             last_stored,

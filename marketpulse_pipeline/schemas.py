@@ -192,3 +192,15 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Serie
         .groupby("index")["reason"]
         .agg("; ".join)
     )
+
+
+def validated(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` checked against `model`; a failure names the model, the count and sample reasons.
+
+    For computed tables a failure is a bug, never data to quarantine: nothing is written.
+    """
+    reasons = failure_reasons(model.to_schema(), frame.reset_index(drop=True))
+    if len(reasons):
+        sample = "; ".join(f"row {i}: {reason}" for i, reason in reasons.head(5).items())
+        raise ValueError(f"{model.__name__}: {len(reasons)} rows fail validation ({sample})")
+    return model.validate(frame)

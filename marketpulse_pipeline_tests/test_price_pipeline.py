@@ -64,9 +64,9 @@ def test_a_window_stores_every_session_and_the_ground_truth(make_defs, instance,
 
 
 def test_one_run_materializes_every_symbol_partition(make_defs, instance):
-    [outcome] = run(
-        make_defs(), instance, symbols=["AAPL", "GOOGL", "MSFT"], start=SUMMER[0], end=SUMMER[0]
-    )
+    defs = make_defs()
+    symbols = ("AAPL", "GOOGL", "MSFT")
+    [outcome] = run(defs, instance, symbols=symbols, start=SUMMER[0], end=SUMMER[0])
     materialized = instance.get_records_for_run(
         outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
@@ -77,11 +77,9 @@ def test_one_run_materializes_every_symbol_partition(make_defs, instance):
         )
         for r in materialized
     }
-    assert partitions == {
-        (asset, symbol)
-        for asset in ("stock_prices", "injected_anomalies")
-        for symbol in ("AAPL", "GOOGL", "MSFT")
-    }
+    assets = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert len(assets) == 10  # prices, ground truth, features, six methods, consensus
+    assert partitions == {(asset, symbol) for asset in assets for symbol in symbols}
 
 
 def test_non_contiguous_symbols_take_one_run_per_stretch(make_defs, instance):

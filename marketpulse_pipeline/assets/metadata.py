@@ -3,9 +3,13 @@ readable samples of failing rows."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+
+from marketpulse_pipeline.calendar import SessionWindow
 
 
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
@@ -36,3 +40,23 @@ def sample(frame: pd.DataFrame, limit: int = 10) -> dg.MarkdownMetadataValue:
     if len(frame) > limit:
         shown += f"\n\n… and {len(frame) - limit} more"
     return dg.MetadataValue.md(shown)
+
+
+def report_partitions(
+    context: dg.AssetExecutionContext,
+    windows: Mapping[str, SessionWindow],
+    frame: pd.DataFrame,
+    count_name: str,
+    asset_key: str | None = None,
+) -> None:
+    """Per-partition metadata: the window processed and how many rows it produced."""
+    counts = frame["symbol"].value_counts() if len(frame) else pd.Series(dtype="int64")
+    for symbol, window in windows.items():
+        context.add_asset_metadata(
+            {
+                "window": "up to date" if window.is_empty else str(window),
+                count_name: int(counts.get(symbol, 0)),
+            },
+            asset_key=asset_key,
+            partition_key=symbol,
+        )

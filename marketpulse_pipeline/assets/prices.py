@@ -1,12 +1,14 @@
 """Raw daily prices: the source's bars through the quality gate into `stock_prices`, and the
 synthetic source's ground truth into `injected_anomalies`."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from marketpulse_pipeline.assets.metadata import column_schema, sample
+from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
 from marketpulse_pipeline.schemas import InjectedAnomalies, StockPrices
@@ -16,6 +18,7 @@ from marketpulse_pipeline.storage.tables import (
     REJECTED_PRICES,
     STOCK_PRICES,
     last_sessions,
+    read_window,
     replace_window,
 )
 
@@ -62,8 +65,9 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 asset="stock_prices",
                 blocking=True,
                 description=(
-                    "Every session of the window has a valid bar (up to max_missing_sessions per"
-                    " symbol): a gap would corrupt every rolling window downstream."
+                    "Every session from the symbol's first stored day through the window has a"
+                    " valid bar (up to max_missing_sessions per symbol): a gap would corrupt every"
+                    " rolling window downstream."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -99,6 +103,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 replace_window(
                     conn, INJECTED_ANOMALIES, InjectedAnomalies.validate(injected), windows
                 )
+            gaps = _stored_gaps(conn, windows)
 
         for symbol in symbols:
             w = windows[symbol]
@@ -107,7 +112,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     "window": "up to date" if w.is_empty else str(w),
                     "rows_stored": int((gate.stored["symbol"] == symbol).sum()),
                     "rows_rejected": int((gate.rejected["symbol"] == symbol).sum()),
-                    "sessions_missing": int((gate.missing["symbol"] == symbol).sum()),
+                    "sessions_missing": int((gaps["symbol"] == symbol).sum()),
                 },
                 asset_key="stock_prices",
                 partition_key=symbol,
@@ -120,7 +125,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         context.log.info(
             f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"
             f" {len(gate.stored)} stored, {len(gate.rejected)} rejected,"
-            f" {len(gate.missing)} sessions missing"
+            f" {len(gaps)} sessions missing"
         )
         yield dg.MaterializeResult(
             asset_key="stock_prices",
@@ -131,7 +136,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "rows_rejected": len(gate.rejected),
             },
             check_results=[
-                _gap_check(gate, config.max_missing_sessions),
+                _gap_check(gaps, config.max_missing_sessions),
                 _rejected_check(gate),
             ],
         )
@@ -142,17 +147,36 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     return prices
 
 
-def _gap_check(gate: GateResult, tolerance: int) -> dg.AssetCheckResult:
-    per_symbol = gate.missing.groupby("symbol").size()
+def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
+    """Sessions without a bar, from each symbol's first stored day through its window: a hole
+    left by an earlier run keeps failing the check until it is repaired."""
+    stored = read_window(
+        conn,
+        STOCK_PRICES,
+        {s: SessionWindow(EARLIEST_SESSION, w.end) for s, w in windows.items()},
+        columns=["symbol", "timestamp"],
+    )
+    first = stored.groupby("symbol")["timestamp"].min()
+    spans = {}
+    for symbol, window in windows.items():
+        start = first[symbol].date() if symbol in first else window.start
+        spans[symbol] = SessionWindow(
+            start if window.is_empty else min(start, window.start), window.end
+        )
+    return missing_sessions(stored, spans)
+
+
+def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
+    per_symbol = gaps.groupby("symbol").size()
     offenders = per_symbol[per_symbol > tolerance]
     return dg.AssetCheckResult(
         check_name=GAP_CHECK,
         passed=offenders.empty,
         metadata={
-            "sessions_missing": len(gate.missing),
+            "sessions_missing": len(gaps),
             "symbols_over_tolerance": ", ".join(offenders.index) or "none",
             "tolerance_per_symbol": tolerance,
-            "sample": sample(gate.missing.assign(timestamp=gate.missing["timestamp"].dt.date)),
+            "sample": sample(gaps.assign(timestamp=gaps["timestamp"].dt.date)),
         },
     )
 

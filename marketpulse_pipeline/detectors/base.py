@@ -118,7 +118,16 @@ def anomaly_rows(
             ],
         },
         columns=ANOMALY_COLUMNS,
-    ).astype({"id": "int64", "symbol": "str", "anomaly_type": "str", "method": "str"})
+    ).astype(
+        {
+            "id": "int64",
+            "symbol": "str",
+            "timestamp": "datetime64[ns]",
+            "anomaly_type": "str",
+            "method": "str",
+            "details": "str",
+        }
+    )
 
 
 def object_array(items: Sequence[object]) -> np.ndarray:

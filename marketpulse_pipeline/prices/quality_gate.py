@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from marketpulse_pipeline.calendar import SessionWindow, missing_sessions, nyse
+from marketpulse_pipeline.calendar import SessionWindow, inside_windows, missing_sessions, nyse
 from marketpulse_pipeline.schemas import StockPrices, failure_reasons
 
 _VALUE_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -76,9 +76,7 @@ def _check_requested(
     arrived: pd.DataFrame, windows: Mapping[str, SessionWindow], source: str
 ) -> None:
     """A source must answer what was asked: other symbols or days are a bug in the source."""
-    starts = arrived["symbol"].map({symbol: pd.Timestamp(w.start) for symbol, w in windows.items()})
-    ends = arrived["symbol"].map({symbol: pd.Timestamp(w.end) for symbol, w in windows.items()})
-    stray = ~arrived["timestamp"].between(starts, ends)
+    stray = ~inside_windows(arrived, windows)
     if stray.any():
         row = arrived[stray].iloc[0]
         raise ValueError(

