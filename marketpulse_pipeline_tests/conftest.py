@@ -8,7 +8,7 @@ names another; that role needs CREATEDB. Each test's database is cloned from a m
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -58,18 +58,31 @@ def template_database(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(server_url: str, template_database: str) -> Iterator[str]:
-    """A fresh database with the current schema, dropped after the test."""
-    name = f"marketpulse_test_{uuid.uuid4().hex[:8]}"
-    with _admin(server_url) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_database)
+def new_database(server_url: str, template_database: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh databases with the current schema; all are dropped after the test."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"marketpulse_test_{uuid.uuid4().hex[:8]}"
+        with _admin(server_url) as admin:
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template_database)
+                )
             )
-        )
-    yield make_conninfo(server_url, dbname=name)
+        names.append(name)
+        return make_conninfo(server_url, dbname=name)
+
+    yield make
     with _admin(server_url) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
+    """A fresh database with the current schema, dropped after the test."""
+    return new_database()
 
 
 @pytest.fixture

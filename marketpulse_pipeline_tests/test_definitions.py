@@ -55,3 +55,36 @@ def test_bad_settings_name_the_variable(variable, value):
         environ["MARKETPULSE_SOURCE"] = "csv"
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(environ)
+
+
+def test_one_anomaly_asset_per_method_with_its_parameters_as_run_config(make_defs):
+    defs = make_defs()
+    expected = {
+        "zscore": {"window": 30, "threshold": 2.5},
+        "iqr": {"window": 30, "multiplier": 1.5},
+        "isolation_forest": {"contamination": 0.1, "training_sessions": 252},
+        "moving_average": {"window": 20, "threshold_pct": 5.0},
+        "volume": {"window": 20, "threshold": 3.0},
+        "technical": {"overbought": 70.0, "oversold": 30.0},
+    }
+    for method, defaults in expected.items():
+        asset = defs.resolve_assets_def(f"anomalies_{method}")
+        fields = asset.op.config_schema.config_type.fields
+        assert {name: fields[name].default_value for name in defaults} == defaults
+        spec = asset.specs_by_key[dg.AssetKey(f"anomalies_{method}")]
+        assert spec.group_name == "detectors" and spec.description
+        assert {dep.asset_key.to_user_string() for dep in spec.deps} == {
+            "price_features",
+            "stock_prices",
+        }
+
+
+def test_the_graph_flows_from_prices_to_consensus(make_defs):
+    graph = make_defs().resolve_asset_graph()
+    consensus = graph.get(dg.AssetKey("anomaly_consensus"))
+    assert {key.to_user_string() for key in consensus.parent_keys} == {
+        f"anomalies_{m}"
+        for m in ("zscore", "iqr", "isolation_forest", "moving_average", "volume", "technical")
+    }
+    features = graph.get(dg.AssetKey("price_features"))
+    assert {key.to_user_string() for key in features.parent_keys} == {"stock_prices"}
