@@ -1,0 +1,65 @@
+"""Computed tables are validated before writing: a bad row is a bug and stops the write."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from marketpulse_pipeline.features.indicators import compute_features
+from marketpulse_pipeline.schemas import Anomalies, PriceFeatures, validated
+from marketpulse_pipeline_tests.market import market, zigzag
+
+
+def features() -> pd.DataFrame:
+    return compute_features(market(zigzag(30)).iloc[:, :7])
+
+
+def anomalies() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [1, 2],
+            "symbol": ["AAPL", "AAPL"],
+            "timestamp": pd.to_datetime(["2025-07-01", "2025-07-02"]),
+            "anomaly_type": ["price_spike", "volume_drop"],
+            "method": ["zscore", "volume"],
+            "score": [3.1, 4.0],
+            "severity": [1.2, 1.3],
+            "details": ["{}", "{}"],
+        }
+    ).astype({"symbol": "str", "anomaly_type": "str", "method": "str", "details": "str"})
+
+
+def test_valid_frames_pass():
+    validated(PriceFeatures, features())
+    validated(Anomalies, anomalies())
+
+
+@pytest.mark.parametrize(
+    "column,value,reason",
+    [
+        ("rsi_14", 101.0, "rsi_14: less_than_or_equal_to(100) (got 101.0)"),
+        ("bb_lower", 1000.0, "Bollinger bands out of order"),
+    ],
+)
+def test_features_out_of_range_are_refused(column, value, reason):
+    frame = features()
+    frame.loc[25, column] = value
+    with pytest.raises(ValueError, match=r"PriceFeatures: 1 rows fail validation") as error:
+        validated(PriceFeatures, frame)
+    assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "column,value,reason",
+    [
+        ("score", -1.0, "score must be >= 0"),
+        ("severity", np.inf, "severity: must be a finite number"),
+        ("method", "astrology", "method: isin(["),
+        ("anomaly_type", "vibes", "anomaly_type: isin(["),
+    ],
+)
+def test_bad_anomalies_are_refused(column, value, reason):
+    frame = anomalies()
+    frame.loc[1, column] = value
+    with pytest.raises(ValueError, match=r"Anomalies: 1 rows fail validation") as error:
+        validated(Anomalies, frame)
+    assert reason in str(error.value)
