@@ -9,13 +9,30 @@ import dagster as dg
 from marketpulse_pipeline.calendar import MARKET_TIMEZONE, closure_reason, is_session
 
 DAILY_JOB = "marketpulse_daily"
+QUALITY_JOB = "score_detectors"
+PER_RUN = dg.AssetSelection.assets("detection_quality")  # whole-history, not per symbol
 
 
 def build_daily_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all(),
-        description="The whole pipeline for a window of sessions (default: catch up to today).",
+        selection=dg.AssetSelection.all() - PER_RUN,
+        description="Every symbol-partitioned asset for a window of sessions (default: catch up).",
+    )
+
+
+def build_quality_job() -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        QUALITY_JOB, selection=PER_RUN, description="Score the detectors against ground truth."
+    )
+
+
+def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Materializes `detection_quality` after the detectors update; on whenever the daemon is."""
+    return dg.AutomationConditionSensorDefinition(
+        "default_automation_condition_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
 
 

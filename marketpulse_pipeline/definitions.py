@@ -10,7 +10,13 @@ from marketpulse_pipeline.assets.anomalies import build_anomaly_assets
 from marketpulse_pipeline.assets.consensus import build_consensus_asset
 from marketpulse_pipeline.assets.features import build_features_asset
 from marketpulse_pipeline.assets.prices import build_price_assets
-from marketpulse_pipeline.automation import build_daily_job, build_daily_schedule
+from marketpulse_pipeline.assets.quality import build_quality_asset
+from marketpulse_pipeline.automation import (
+    build_automation_sensor,
+    build_daily_job,
+    build_daily_schedule,
+    build_quality_job,
+)
 from marketpulse_pipeline.resources import build_resources
 from marketpulse_pipeline.settings import Settings
 
@@ -28,9 +34,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_features_asset(symbols),
             *build_anomaly_assets(symbols),
             build_consensus_asset(symbols),
+            build_quality_asset(settings.symbols),
         ],
-        jobs=[daily_job],
+        jobs=[daily_job, build_quality_job()],
         schedules=[build_daily_schedule(daily_job, symbols)],
+        sensors=[build_automation_sensor()],
         resources=build_resources(settings),
     )
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketpulse_pipeline.automation import DAILY_JOB
+from marketpulse_pipeline.automation import DAILY_JOB, QUALITY_JOB
 
 ProgressFn = Callable[[str], None]
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -73,10 +74,7 @@ def run_pipeline(
         for name, day in (("start", start), ("end", end), ("as_of", as_of))
         if day is not None
     }
-    run_config = {
-        "resources": {"window": {"config": window}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
+    run_config = {"resources": {"window": {"config": window}}, **_QUIET}
     outcomes = []
     for chunk in contiguous_ranges(ordered, symbols):
         run_id = str(uuid.uuid4())
@@ -95,7 +93,23 @@ def run_pipeline(
         )
         outcome.success = result.success
         outcomes.append(outcome)
+    outcomes.append(_run_quality(defs, instance, progress))
     return outcomes
+
+
+def _run_quality(
+    defs: dg.Definitions, instance: dg.DagsterInstance, progress: ProgressFn
+) -> RunOutcome:
+    """Score the detectors once all symbol runs are done (the daemon's sensor does this too)."""
+    run_id = str(uuid.uuid4())
+    outcome = RunOutcome(run_id=run_id, symbols=[], success=False)
+    instance.add_event_listener(run_id, _reporter(outcome, progress))
+    progress(f"run {run_id[:8]}: detection quality")
+    result = defs.resolve_job_def(QUALITY_JOB).execute_in_process(
+        run_config=_QUIET, instance=instance, run_id=run_id, raise_on_error=False
+    )
+    outcome.success = result.success
+    return outcome
 
 
 def _reporter(outcome: RunOutcome, progress: ProgressFn) -> Callable[[dg.EventLogEntry], None]:

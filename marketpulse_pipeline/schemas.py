@@ -157,6 +157,33 @@ class AnomalyConsensus(pa.DataFrameModel):
         strict = True
 
 
+class DetectionQuality(pa.DataFrameModel):
+    """Quality of one method (or the consensus) against the injected ground truth."""
+
+    method: Series[str] = pa.Field(
+        isin=[*METHODS, "consensus"], description="Detection method, or the consensus"
+    )
+    kind: Series[str] = pa.Field(description="Injected anomaly kind, or 'all'")
+    detections: Series[int] = pa.Field(ge=0, description="Symbol-days the method flagged")
+    events: Series[int] = pa.Field(ge=0, description="Anomalies injected (of this kind)")
+    true_positives: Series[int] = pa.Field(ge=0, description="Detections within 1 session of one")
+    events_found: Series[int] = pa.Field(ge=0, description="Injected anomalies detected")
+    precision: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="TP / detections")
+    recall: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="Found / injected")
+    f1: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="Harmonic mean of both")
+    flag_rate: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Share of symbol-days flagged"
+    )
+    labelled: Series[int] = pa.Field(ge=0, description="Anomalies of the method users labelled")
+    false_positive_share: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Share of those labelled false positive"
+    )
+
+    class Config:
+        unique = ["method", "kind"]  # noqa: RUF012
+        strict = True
+
+
 _REASONS = {
     "not_nullable": "{column} is missing",
     "greater_than(0)": "{column} must be > 0 (got {value})",

@@ -43,7 +43,7 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.Ass
 
 
 def test_a_window_stores_every_session_and_the_ground_truth(make_defs, instance, conn):
-    [outcome] = run(make_defs(), instance, start=SUMMER[0], end=SUMMER[1])
+    [outcome, _quality] = run(make_defs(), instance, start=SUMMER[0], end=SUMMER[1])
     assert outcome.success and outcome.symbols == ["AAPL", "GOOGL"]
     stored = prices(conn)
     sessions = list(sessions_between(*SUMMER).date)
@@ -66,7 +66,7 @@ def test_a_window_stores_every_session_and_the_ground_truth(make_defs, instance,
 def test_one_run_materializes_every_symbol_partition(make_defs, instance):
     defs = make_defs()
     symbols = ("AAPL", "GOOGL", "MSFT")
-    [outcome] = run(defs, instance, symbols=symbols, start=SUMMER[0], end=SUMMER[0])
+    [outcome, _quality] = run(defs, instance, symbols=symbols, start=SUMMER[0], end=SUMMER[0])
     materialized = instance.get_records_for_run(
         outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
@@ -77,7 +77,10 @@ def test_one_run_materializes_every_symbol_partition(make_defs, instance):
         )
         for r in materialized
     }
-    assets = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    graph = defs.resolve_asset_graph()
+    assets = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned
+    }
     assert len(assets) == 10  # prices, ground truth, features, six methods, consensus
     assert partitions == {(asset, symbol) for asset in assets for symbol in symbols}
 
@@ -86,7 +89,7 @@ def test_non_contiguous_symbols_take_one_run_per_stretch(make_defs, instance):
     outcomes = run(
         make_defs(), instance, symbols=["AAPL", "MSFT", "AMZN"], start=SUMMER[0], end=SUMMER[0]
     )
-    assert [o.symbols for o in outcomes] == [["AAPL"], ["MSFT", "AMZN"]]
+    assert [o.symbols for o in outcomes] == [["AAPL"], ["MSFT", "AMZN"], []]  # [] scores quality
 
 
 def test_re_running_a_window_changes_nothing(make_defs, instance, conn):
@@ -101,7 +104,7 @@ def test_a_run_after_missed_days_catches_up(make_defs, instance, conn):
     defs = make_defs(MARKETPULSE_START_DATE="2025-06-02")
     run(defs, instance, as_of=dt.date(2025, 6, 30))
     assert prices(conn)["timestamp"].max() == dt.date(2025, 6, 30)
-    [outcome] = run(defs, instance, as_of=dt.date(2025, 7, 31))  # a month of missed runs
+    [outcome, _quality] = run(defs, instance, as_of=dt.date(2025, 7, 31))  # a month of missed runs
     assert outcome.success
     caught_up = prices(conn)
 
@@ -168,7 +171,7 @@ def test_bad_csv_rows_are_quarantined_and_block_downstream(make_defs, instance, 
     defs = make_defs(
         MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL,MSFT"
     )
-    [outcome] = run(
+    [outcome, _quality] = run(
         defs, instance, symbols=["AAPL", "MSFT"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
     )
 
@@ -229,7 +232,7 @@ def test_a_missing_csv_file_fails_the_run_naming_the_file(make_defs, instance, t
     defs = make_defs(
         MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL"
     )
-    [outcome] = run(
+    [outcome, _quality] = run(
         defs, instance, symbols=["AAPL"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
     )
     assert not outcome.success

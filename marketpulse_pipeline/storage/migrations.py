@@ -10,8 +10,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import pandas as pd
 import psycopg
 from psycopg import sql
+
+from marketpulse_pipeline.calendar import nyse
 
 SCHEMA = "marketpulse"
 # Lets psql users and dashboards write unqualified table names. Database settings are not copied
@@ -70,9 +73,26 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
                 [migration.version, migration.name],
             )
         conn.execute(_DEFAULT_SEARCH_PATH)
+        _sync_market_sessions(conn)
     return pending
 
 
 def schema_version(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     return int(row[0]) if row else 0
+
+
+def _sync_market_sessions(conn: psycopg.Connection) -> None:
+    """Keep `market_sessions` (the NYSE calendar, for SQL users) as far ahead as the calendar."""
+    calendar = nyse()
+    last = conn.execute("SELECT max(session) FROM market_sessions").fetchone()[0]
+    if last is not None and last >= calendar.last_session.date():
+        return
+    closes = calendar.closes
+    if last is not None:
+        closes = closes[closes.index > pd.Timestamp(last)]
+    conn.execute(
+        "INSERT INTO market_sessions (session, close_at)"
+        " SELECT * FROM unnest(%s::date[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
+        [list(closes.index.date), [t.to_pydatetime() for t in closes]],
+    )

@@ -120,6 +120,18 @@ ANOMALY_CONSENSUS = Table(
     ),
 )
 
+DETECTION_QUALITY = Table(
+    "detection_quality",
+    (
+        ("method", "text"),
+        ("kind", "text"),
+        *((name, "int4") for name in ("detections", "events", "true_positives", "events_found")),
+        *((name, "float8") for name in ("precision", "recall", "f1", "flag_rate")),
+        ("labelled", "int4"),
+        ("false_positive_share", "float8"),
+    ),
+)
+
 
 def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
     live = {symbol: w for symbol, w in windows.items() if not w.is_empty}
@@ -244,14 +256,7 @@ def replace_window(
             ),
             [*arrays, *values],
         )
-        copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
-            table=sql.Identifier(table.name),
-            columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
-        )
-        with cur.copy(copy) as writer:
-            writer.set_types(table.column_types)
-            for row in _copy_rows(frame, table):
-                writer.write_row(row)
+        _copy(cur, table, frame)
         watermark = sql.SQL(
             "INSERT INTO watermarks AS m (target, symbol, first_session, last_session)"
             " SELECT %s, w.symbol, w.first, w.last FROM {windows}"
@@ -261,6 +266,25 @@ def replace_window(
         )
         cur.execute(watermark.format(windows=_WINDOWS), [_target(table, where), *arrays])
     return len(frame)
+
+
+def replace_all(conn: psycopg.Connection, table: Table, frame: pd.DataFrame) -> int:
+    """Make `frame` the whole content of a table that is not per symbol, atomically."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql.SQL("DELETE FROM {table}").format(table=sql.Identifier(table.name)))
+        _copy(cur, table, frame)
+    return len(frame)
+
+
+def _copy(cur: psycopg.Cursor, table: Table, frame: pd.DataFrame) -> None:
+    copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
+        table=sql.Identifier(table.name),
+        columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
+    )
+    with cur.copy(copy) as writer:
+        writer.set_types(table.column_types)
+        for row in _copy_rows(frame, table):
+            writer.write_row(row)
 
 
 def _check_inside(

@@ -1,4 +1,4 @@
-"""`marketpulse`: run the pipeline and manage its database from the command line."""
+"""Commands that run the pipeline (demo, backfill) and manage the embedded database."""
 
 import argparse
 import dataclasses
@@ -11,21 +11,7 @@ from marketpulse_pipeline.calendar import latest_completed_session, session_offs
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_date, parse_symbols
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        return args.handler(args, settings)
-    except (SettingsError, ValueError) as error:
-        print(f"marketpulse: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marketpulse", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def add_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="materialize the watchlist's last N sessions (synthetic)"
     )
@@ -42,7 +28,6 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     db_commands.add_parser("url", help="print the database URL").set_defaults(handler=_db_url)
     db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_db_stop)
-    return parser
 
 
 def _date(text: str) -> dt.date:
@@ -150,7 +135,3 @@ def _redacted(url: str) -> str:
     parts = conninfo_to_dict(url)
     where = parts.get("host", "localhost")
     return f"{parts.get('user', '')}@{where}/{parts.get('dbname', '')}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

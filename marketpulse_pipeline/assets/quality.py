@@ -1,0 +1,100 @@
+"""`detection_quality`: precision, recall and F1 of every method against the ground truth."""
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+import pandas as pd
+
+from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
+from marketpulse_pipeline.assets.metadata import column_schema
+from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow
+from marketpulse_pipeline.detectors import METHODS
+from marketpulse_pipeline.quality import detection_quality
+from marketpulse_pipeline.resources import PostgresResource
+from marketpulse_pipeline.schemas import DetectionQuality, validated
+from marketpulse_pipeline.storage.queries import labels_by_method
+from marketpulse_pipeline.storage.tables import (
+    ANOMALIES,
+    ANOMALY_CONSENSUS,
+    DETECTION_QUALITY,
+    INJECTED_ANOMALIES,
+    STOCK_PRICES,
+    read_window,
+    replace_all,
+    table_summary,
+)
+
+OWNERS = ["team:marketpulse"]
+SCORED = (*METHODS, "consensus")
+
+
+def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="detection_quality",
+        deps=[
+            *(anomaly_asset_name(method) for method in METHODS),
+            "anomaly_consensus",
+            "injected_anomalies",
+        ],
+        description=(
+            "Precision, recall and F1 of each method and of the consensus against the synthetic"
+            " source's injected anomalies (a detection within 1 session counts), per kind and"
+            " overall, the share of symbol-days flagged, and the share of user-labelled"
+            " anomalies marked false positive. Runs after the detectors."
+        ),
+        group_name="quality",
+        kinds={"postgres", "pandas"},
+        owners=OWNERS,
+        metadata={"dagster/column_schema": column_schema(DetectionQuality)},
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def detection_quality_asset(
+        context: dg.AssetExecutionContext, database: PostgresResource
+    ) -> dg.MaterializeResult:
+        everything = {s: SessionWindow(EARLIEST_SESSION, dt.date.today()) for s in symbols}
+        with database.connect() as conn:
+            found = read_window(
+                conn, ANOMALIES, everything, columns=["symbol", "timestamp", "method"]
+            )
+            agreed = read_window(
+                conn, ANOMALY_CONSENSUS, everything, columns=["symbol", "timestamp", "is_consensus"]
+            )
+            truth = read_window(conn, INJECTED_ANOMALIES, everything)
+            symbol_days = int(table_summary(conn, STOCK_PRICES, symbols)["rows"].sum())
+            labels = labels_by_method(conn)
+            detections = pd.concat(
+                [found, agreed[agreed["is_consensus"]].assign(method="consensus")],
+                ignore_index=True,
+            )
+            quality = validated(
+                DetectionQuality,
+                detection_quality(detections, truth, SCORED, symbol_days, labels),
+            )
+            replace_all(conn, DETECTION_QUALITY, quality)
+        overall = quality[quality["kind"] == "all"].set_index("method")
+        numbers = {
+            f"{measure}_{method}": float(overall.at[method, measure])
+            for method in SCORED
+            for measure in ("precision", "recall", "f1", "flag_rate")
+            if pd.notna(overall.at[method, measure])
+        }
+        if truth.empty:
+            context.log.warning(
+                "no injected anomalies: precision and recall need the synthetic source"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                **numbers,
+                "injected_anomalies": len(truth),
+                "symbol_days": symbol_days,
+                "orphaned_labels": int(labels["method"].isna().sum()),
+                "overall": dg.MetadataValue.md(
+                    overall[["detections", "precision", "recall", "f1", "flag_rate"]]
+                    .round(3)
+                    .to_markdown()
+                ),
+            }
+        )
+
+    return detection_quality_asset

@@ -1,0 +1,157 @@
+"""Commands that read results (anomalies, stats, latest, history, health) and record feedback.
+
+Each answers from the same SQL view or function a `psql` user would query; tables for people,
+`--json` for scripts.
+"""
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import math
+import sys
+from collections.abc import Callable
+
+import pandas as pd
+import psycopg
+
+from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
+from marketpulse_pipeline.settings import Settings, SettingsError, parse_symbols
+from marketpulse_pipeline.storage import queries
+from marketpulse_pipeline.storage.database import connect, embedded_url_if_running, resolve_url
+
+ANOMALY_COLUMNS = ["id", "symbol", "timestamp", "method", "anomaly_type", "score", "label"]
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    anomalies = _command(commands, "anomalies", "recent anomalies, newest first", _anomalies)
+    anomalies.add_argument("--symbol", type=_symbol)
+    anomalies.add_argument("--method", choices=METHODS)
+    anomalies.add_argument("--type", dest="anomaly_type", choices=ANOMALY_TYPES)
+    anomalies.add_argument("--days", type=_positive, default=7, help="market days back (default 7)")
+    anomalies.add_argument("--limit", type=_positive, default=50, help="rows at most (default 50)")
+
+    stats = _command(commands, "stats", "anomaly counts: total, per method, symbol, type", _stats)
+    stats.add_argument("--days", type=_positive, default=30, help="days back (default 30)")
+
+    latest = _command(commands, "latest", "a symbol's latest bar", _latest)
+    latest.add_argument("symbol", type=_symbol)
+
+    history = _command(commands, "history", "a symbol's bars over the last N days", _history)
+    history.add_argument("symbol", type=_symbol)
+    history.add_argument("--days", type=_positive, default=30, help="days back (default 30)")
+
+    _command(commands, "health", "schema version, freshness; exit 1 when stale", _health)
+
+    label = _command(commands, "label", "mark an anomaly false_positive or confirmed", _label)
+    label.add_argument("anomaly_id", type=int)
+    label.add_argument("--as", dest="label", required=True, choices=queries.LABELS)
+    label.add_argument("--note")
+
+
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    handler: Callable[[argparse.Namespace, Settings], int],
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument("--json", action="store_true", help="print JSON records for scripts")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _symbol(text: str) -> str:
+    try:
+        return parse_symbols(text, "symbol")[0]
+    except SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    return connect(resolve_url(settings.database_url, settings.home))
+
+
+def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        found = queries.recent_anomalies(
+            conn,
+            symbol=args.symbol,
+            method=args.method,
+            anomaly_type=args.anomaly_type,
+            days=args.days,
+            limit=args.limit,
+        )
+    _show(found, args.json, ANOMALY_COLUMNS)
+    return 0
+
+
+def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        _show(queries.anomaly_stats(conn, args.days), args.json)
+    return 0
+
+
+def _latest(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        _show(queries.latest_price(conn, args.symbol), args.json)
+    return 0
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        _show(queries.price_history(conn, args.symbol, args.days), args.json)
+    return 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    """A probe: never starts the embedded server, fails when it is down or data is stale."""
+    url = settings.database_url or embedded_url_if_running(settings.home)
+    if url is None:
+        print("marketpulse: embedded PostgreSQL is not running", file=sys.stderr)
+        return 1
+    with connect(url) as conn:
+        health = queries.pipeline_health(conn, list(settings.symbols))
+    _show(health, args.json)
+    stale = health[health["stale"]]
+    if len(stale):
+        print(f"stale: {', '.join(stale['symbol'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        recorded = queries.label_anomaly(
+            conn, args.anomaly_id, args.label, args.note, getpass.getuser()
+        )
+    _show(recorded, args.json)
+    return 0
+
+
+def _show(frame: pd.DataFrame, as_json: bool, columns: list[str] | None = None) -> None:
+    if as_json:
+        print(json.dumps([_plain(row) for row in frame.to_dict("records")], indent=2))
+    elif frame.empty:
+        print("(no rows)")
+    else:
+        shown = frame[columns or list(frame.columns)]
+        print(shown.astype("object").where(shown.notna(), "").to_string(index=False))
+
+
+def _plain(row: dict) -> dict:
+    """A record JSON can hold: dates as ISO text, NaN as null."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dt.date | dt.datetime | pd.Timestamp):
+            value = value.isoformat()
+        elif isinstance(value, float) and math.isnan(value):
+            value = None
+        out[key] = value
+    return out

@@ -1,0 +1,99 @@
+"""How good each method is against the synthetic source's ground truth.
+
+A detection (a symbol and session a method flagged) is a true positive when it falls within
+`tolerance` sessions of an injected anomaly of that symbol — of any session the anomaly lasts,
+for a multi-day trend break. An injected anomaly is found when a detection falls in that span.
+Precision = true positives / detections, recall = anomalies found / anomalies injected.
+Per kind, recall counts that kind's anomalies; precision counts the detections that match one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from marketpulse_pipeline.calendar import nyse
+
+QUALITY_COLUMNS = [
+    "method",
+    "kind",
+    "detections",
+    "events",
+    "true_positives",
+    "events_found",
+    "precision",
+    "recall",
+    "f1",
+    "flag_rate",
+    "labelled",
+    "false_positive_share",
+]
+
+
+def _session_number(days: pd.Series) -> np.ndarray:
+    """Sessions as consecutive integers, so "within one session" skips weekends and holidays."""
+    return nyse().sessions.searchsorted(pd.DatetimeIndex(days).as_unit("ns"))
+
+
+def detection_quality(
+    detections: pd.DataFrame,
+    events: pd.DataFrame,
+    methods: Sequence[str],
+    symbol_days: int,
+    labels: pd.DataFrame | None = None,
+    tolerance: int = 1,
+) -> pd.DataFrame:
+    """Quality per method (and per kind, plus kind 'all') of `detections` (symbol, timestamp,
+    method) against `events` (symbol, timestamp, kind, duration), over `symbol_days` evaluated.
+
+    `labels` (method, label) adds the share of labelled anomalies users marked false positive.
+    """
+    flagged = detections[["symbol", "timestamp", "method"]].drop_duplicates().copy()
+    flagged["session"] = _session_number(flagged["timestamp"])
+    truth = events.reset_index(drop=True).rename_axis("event").reset_index()
+    truth["first"] = _session_number(truth["timestamp"]) - tolerance
+    truth["last"] = truth["first"] + truth["duration"] - 1 + 2 * tolerance
+    pairs = flagged.merge(truth[["event", "symbol", "kind", "first", "last"]], on="symbol")
+    matches = pairs[(pairs["session"] >= pairs["first"]) & (pairs["session"] <= pairs["last"])]
+
+    rows = []
+    for method in methods:
+        own = flagged[flagged["method"] == method]
+        hits = matches[matches["method"] == method]
+        label_rows = labels[labels["method"] == method] if labels is not None else pd.DataFrame()
+        labelled = len(label_rows)
+        false_share = (
+            float((label_rows["label"] == "false_positive").mean()) if labelled else np.nan
+        )
+        for kind in ["all", *sorted(truth["kind"].unique())]:
+            of_kind = hits if kind == "all" else hits[hits["kind"] == kind]
+            events_of_kind = truth if kind == "all" else truth[truth["kind"] == kind]
+            true_positives = of_kind.drop_duplicates(["symbol", "timestamp"]).shape[0]
+            found = of_kind["event"].nunique()
+            precision = true_positives / len(own) if len(own) else np.nan
+            recall = found / len(events_of_kind) if len(events_of_kind) else np.nan
+            rows.append(
+                {
+                    "method": method,
+                    "kind": kind,
+                    "detections": len(own),
+                    "events": len(events_of_kind),
+                    "true_positives": true_positives,
+                    "events_found": found,
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": _f1(precision, recall),
+                    "flag_rate": len(own) / symbol_days if symbol_days else np.nan,
+                    "labelled": labelled,
+                    "false_positive_share": false_share,
+                }
+            )
+    return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def _f1(precision: float, recall: float) -> float:
+    if np.isnan(precision) or np.isnan(recall) or precision + recall == 0:
+        return np.nan if np.isnan(precision) or np.isnan(recall) else 0.0
+    return 2 * precision * recall / (precision + recall)

@@ -1,0 +1,89 @@
+"""The read side users see: thin wrappers over the SQL views and functions of migration 0003,
+so the CLI and `psql` give the same answers, and the feedback users write."""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+
+LABELS = ("false_positive", "confirmed")
+
+
+class UnknownError(LookupError):
+    """A symbol, method or anomaly id that the database does not know."""
+
+
+def _frame(conn: psycopg.Connection, query: str, params: list | None = None) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def recent_anomalies(
+    conn: psycopg.Connection,
+    *,
+    symbol: str | None = None,
+    method: str | None = None,
+    anomaly_type: str | None = None,
+    days: int = 7,
+    limit: int = 100,
+) -> pd.DataFrame:
+    if symbol:
+        require_symbol(conn, symbol)
+    return _frame(
+        conn,
+        "SELECT * FROM recent_anomalies(%s, %s, %s, %s, %s)",
+        [symbol, method, anomaly_type, days, limit],
+    )
+
+
+def anomaly_stats(conn: psycopg.Connection, days: int = 30) -> pd.DataFrame:
+    return _frame(conn, "SELECT * FROM anomaly_stats(%s)", [days])
+
+
+def latest_price(conn: psycopg.Connection, symbol: str) -> pd.DataFrame:
+    require_symbol(conn, symbol)
+    return _frame(conn, "SELECT * FROM latest_prices WHERE symbol = %s", [symbol])
+
+
+def price_history(conn: psycopg.Connection, symbol: str, days: int = 30) -> pd.DataFrame:
+    require_symbol(conn, symbol)
+    return _frame(conn, "SELECT * FROM price_history(%s, %s)", [symbol, days])
+
+
+def pipeline_health(conn: psycopg.Connection, symbols: list[str] | None = None) -> pd.DataFrame:
+    return _frame(conn, "SELECT * FROM pipeline_health(%s)", [symbols])
+
+
+def require_symbol(conn: psycopg.Connection, symbol: str) -> None:
+    found = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM stock_prices WHERE symbol = %s)", [symbol]
+    ).fetchone()
+    if not found or not found[0]:
+        raise UnknownError(f"no prices stored for symbol {symbol!r}")
+
+
+def label_anomaly(
+    conn: psycopg.Connection, anomaly_id: int, label: str, note: str | None, who: str
+) -> pd.DataFrame:
+    """Record a user's label; the anomaly must exist now (labels outlive it afterwards)."""
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {', '.join(LABELS)}, not {label!r}")
+    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM anomalies WHERE id = %s)", [anomaly_id])
+    if not exists.fetchone()[0]:
+        raise UnknownError(f"no anomaly with id {anomaly_id}")
+    return _frame(
+        conn,
+        "INSERT INTO anomaly_feedback (anomaly_id, label, note, labelled_by)"
+        " VALUES (%s, %s, %s, %s) RETURNING anomaly_id, label, note, labelled_by, labelled_at",
+        [anomaly_id, label, note, who],
+    )
+
+
+def labels_by_method(conn: psycopg.Connection) -> pd.DataFrame:
+    """Each labelled anomaly's latest label and method; `method` is NULL for orphaned labels."""
+    return _frame(
+        conn,
+        "SELECT l.anomaly_id, l.label, a.method FROM anomaly_labels AS l"
+        " LEFT JOIN anomalies AS a ON a.id = l.anomaly_id",
+    )
