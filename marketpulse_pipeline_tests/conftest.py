@@ -57,26 +57,36 @@ def template_database(server_url: str) -> Iterator[str]:
         admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def create_database(server_url: str, template: str) -> tuple[str, str]:
+    """A new database cloned from `template`: its name and its URL."""
+    name = f"marketpulse_test_{uuid.uuid4().hex[:8]}"
+    with _admin(server_url) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return name, make_conninfo(server_url, dbname=name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with _admin(server_url) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def new_database(server_url: str, template_database: str) -> Iterator[Callable[[], str]]:
     """Makes fresh databases with the current schema; all are dropped after the test."""
     names: list[str] = []
 
     def make() -> str:
-        name = f"marketpulse_test_{uuid.uuid4().hex[:8]}"
-        with _admin(server_url) as admin:
-            admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(template_database)
-                )
-            )
+        name, url = create_database(server_url, template_database)
         names.append(name)
-        return make_conninfo(server_url, dbname=name)
+        return url
 
     yield make
-    with _admin(server_url) as admin:
-        for name in names:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    for name in names:
+        drop_database(server_url, name)
 
 
 @pytest.fixture

@@ -47,7 +47,10 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         kinds={"postgres", "pandas"},
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(DetectionQuality)},
-        automation_condition=dg.AutomationCondition.eager(),
+        # eager, but not held back by symbols whose partitions are missing (a new or failed one)
+        automation_condition=dg.AutomationCondition.eager().without(
+            ~dg.AutomationCondition.any_deps_missing()
+        ),
     )
     def detection_quality_asset(
         context: dg.AssetExecutionContext, database: PostgresResource

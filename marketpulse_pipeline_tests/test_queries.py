@@ -1,0 +1,191 @@
+"""The query surface: every CLI command against a materialized database, the same answers as
+the SQL views and functions, feedback that survives re-materialization, and clean errors."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+
+from marketpulse_pipeline.calendar import latest_completed_session, session_offset
+from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.definitions import build_definitions
+from marketpulse_pipeline.runner import run_pipeline
+from marketpulse_pipeline.settings import Settings
+from marketpulse_pipeline_tests.conftest import create_database, drop_database
+
+SYMBOLS = ["AAPL", "GOOGL", "MSFT"]
+END = latest_completed_session()
+START = session_offset(END, -79)
+
+
+@pytest.fixture(scope="module")
+def materialized(server_url, template_database, tmp_path_factory):
+    """80 recent sessions of three symbols through the whole graph, shared by this module."""
+    name, url = create_database(server_url, template_database)
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch, dg.DagsterInstance.ephemeral() as instance:
+        patch.setenv("MARKETPULSE_DATABASE_URL", url)
+        patch.setenv("MARKETPULSE_HOME", str(home))
+        patch.setenv("MARKETPULSE_SYMBOLS", ",".join(SYMBOLS))
+        defs = build_definitions(Settings.from_env())
+        outcomes = run_pipeline(
+            defs, instance, SYMBOLS, start=START, end=END, progress=lambda _: None
+        )
+        assert all(o.success for o in outcomes)
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def cli(materialized, monkeypatch, capsys, tmp_path):
+    """Run `marketpulse ... --json` against the materialized database; (exit code, parsed output)."""
+    monkeypatch.setenv("MARKETPULSE_DATABASE_URL", materialized)
+    monkeypatch.setenv("MARKETPULSE_HOME", str(tmp_path))
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", ",".join(SYMBOLS))
+
+    def call(*args: str):
+        code = main([*args, "--json"])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if code == 0 else None
+
+    return call
+
+
+@pytest.fixture
+def table(materialized):
+    def read(query: str, params=None) -> pd.DataFrame:
+        with psycopg.connect(materialized) as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+    return read
+
+
+def expected_recent(table, days: int, **where) -> list[int]:
+    rows = table(
+        'SELECT id, symbol, method, anomaly_type, "timestamp", severity FROM marketpulse.anomalies'
+    )
+    rows = rows[rows["timestamp"] > dt.date.today() - dt.timedelta(days=days)]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    rows = rows.sort_values(["timestamp", "severity", "id"], ascending=[False, False, True])
+    return rows["id"].tolist()
+
+
+def test_recent_anomalies_newest_first_within_the_days(cli, table):
+    code, rows = cli("anomalies", "--days", "30", "--limit", "1000")
+    assert code == 0 and rows
+    assert [r["id"] for r in rows] == expected_recent(table, 30)
+    days = [r["timestamp"] for r in rows]
+    assert days == sorted(days, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "flag,value,column",
+    [
+        ("--symbol", "MSFT", "symbol"),
+        ("--method", "technical", "method"),
+        ("--type", "trend_break_up", "anomaly_type"),
+    ],
+)
+def test_recent_anomalies_filters(cli, table, flag, value, column):
+    code, rows = cli("anomalies", flag, value, "--days", "120", "--limit", "1000")
+    assert code == 0 and rows and {r[column] for r in rows} == {value}
+    assert [r["id"] for r in rows] == expected_recent(table, 120, **{column: value})
+
+
+def test_recent_anomalies_limit(cli, table):
+    code, rows = cli("anomalies", "--days", "120", "--limit", "3")
+    assert [r["id"] for r in rows] == expected_recent(table, 120)[:3]
+
+
+def test_the_cli_and_the_sql_function_agree(cli, table):
+    code, rows = cli("anomalies", "--symbol", "AAPL", "--days", "60", "--limit", "10")
+    sql = table("SELECT id FROM marketpulse.recent_anomalies('AAPL', NULL, NULL, 60, 10)")
+    assert [r["id"] for r in rows] == sql["id"].tolist()
+
+
+def test_stats_add_up(cli, table):
+    code, rows = cli("stats", "--days", "60")
+    stats = pd.DataFrame(rows)
+    total = stats.loc[stats["dimension"] == "total", "anomalies"].item()
+    assert total == len(expected_recent(table, 60)) > 0
+    for dimension in ("method", "symbol", "type"):
+        assert stats.loc[stats["dimension"] == dimension, "anomalies"].sum() == total
+    by_method = stats[stats["dimension"] == "method"].set_index("key")["anomalies"]
+    assert list(by_method) == sorted(by_method, reverse=True)  # biggest first
+
+
+def test_latest_and_history(cli, table):
+    code, [latest] = cli("latest", "MSFT")
+    assert latest["symbol"] == "MSFT" and latest["timestamp"] == END.isoformat()
+    code, history = cli("history", "MSFT", "--days", "10")
+    days = [r["timestamp"] for r in history]
+    assert days == sorted(days) and days[-1] == END.isoformat()
+    assert all(dt.date.fromisoformat(d) > dt.date.today() - dt.timedelta(days=10) for d in days)
+    assert len(days) == len(
+        table(
+            "SELECT 1 FROM marketpulse.stock_prices WHERE symbol = 'MSFT' AND \"timestamp\" > current_date - 10"
+        )
+    )
+
+
+def test_detection_quality_is_scored_for_every_method(table):
+    quality = table(
+        "SELECT * FROM marketpulse.detection_quality WHERE kind = 'all' ORDER BY method"
+    )
+    assert set(quality["method"]) == {
+        "consensus",
+        "iqr",
+        "isolation_forest",
+        "moving_average",
+        "technical",
+        "volume",
+        "zscore",
+    }
+    assert (quality["events"] > 0).all()
+    assert quality["flag_rate"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["latest", "NOPE"], "no prices stored for symbol 'NOPE'"),
+        (["anomalies", "--symbol", "NOPE"], "no prices stored for symbol 'NOPE'"),
+        (["label", "12345", "--as", "confirmed"], "no anomaly with id 12345"),
+    ],
+)
+def test_unknown_things_get_a_clean_error(cli, capsys, args, message):
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"marketpulse: error: {message}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["anomalies", "--method", "astrology"],
+        ["anomalies", "--type", "vibes"],
+        ["anomalies", "--days", "-1"],
+        ["history", "AAPL", "--days", "lots"],
+        ["label", "abc", "--as", "confirmed"],
+        ["label", "1", "--as", "maybe"],
+    ],
+)
+def test_bad_arguments_exit_2_without_a_traceback(cli, capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_unreachable_database_fails_the_health_probe(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv(
+        "MARKETPULSE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    )
+    monkeypatch.setenv("MARKETPULSE_HOME", str(tmp_path))
+    assert main(["health"]) == 1
+    assert "database unreachable" in capsys.readouterr().err
