@@ -41,15 +41,14 @@ def materialized(server_url, template_database, tmp_path_factory):
 
 @pytest.fixture
 def cli(materialized, monkeypatch, capsys, tmp_path):
-    """Run `marketpulse ... --json` against the materialized database; (exit code, parsed output)."""
+    """Run `marketpulse ... --json` against the materialized database; the parsed output."""
     monkeypatch.setenv("MARKETPULSE_DATABASE_URL", materialized)
     monkeypatch.setenv("MARKETPULSE_HOME", str(tmp_path))
     monkeypatch.setenv("MARKETPULSE_SYMBOLS", ",".join(SYMBOLS))
 
     def call(*args: str):
-        code = main([*args, "--json"])
-        out = capsys.readouterr().out
-        return code, json.loads(out) if code == 0 else None
+        assert main([*args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
 
     return call
 
@@ -76,8 +75,8 @@ def expected_recent(table, days: int, **where) -> list[int]:
 
 
 def test_recent_anomalies_newest_first_within_the_days(cli, table):
-    code, rows = cli("anomalies", "--days", "30", "--limit", "1000")
-    assert code == 0 and rows
+    rows = cli("anomalies", "--days", "30", "--limit", "1000")
+    assert rows
     assert [r["id"] for r in rows] == expected_recent(table, 30)
     days = [r["timestamp"] for r in rows]
     assert days == sorted(days, reverse=True)
@@ -92,24 +91,24 @@ def test_recent_anomalies_newest_first_within_the_days(cli, table):
     ],
 )
 def test_recent_anomalies_filters(cli, table, flag, value, column):
-    code, rows = cli("anomalies", flag, value, "--days", "120", "--limit", "1000")
-    assert code == 0 and rows and {r[column] for r in rows} == {value}
+    rows = cli("anomalies", flag, value, "--days", "120", "--limit", "1000")
+    assert rows and {r[column] for r in rows} == {value}
     assert [r["id"] for r in rows] == expected_recent(table, 120, **{column: value})
 
 
 def test_recent_anomalies_limit(cli, table):
-    code, rows = cli("anomalies", "--days", "120", "--limit", "3")
+    rows = cli("anomalies", "--days", "120", "--limit", "3")
     assert [r["id"] for r in rows] == expected_recent(table, 120)[:3]
 
 
 def test_the_cli_and_the_sql_function_agree(cli, table):
-    code, rows = cli("anomalies", "--symbol", "AAPL", "--days", "60", "--limit", "10")
+    rows = cli("anomalies", "--symbol", "AAPL", "--days", "60", "--limit", "10")
     sql = table("SELECT id FROM marketpulse.recent_anomalies('AAPL', NULL, NULL, 60, 10)")
     assert [r["id"] for r in rows] == sql["id"].tolist()
 
 
 def test_stats_add_up(cli, table):
-    code, rows = cli("stats", "--days", "60")
+    rows = cli("stats", "--days", "60")
     stats = pd.DataFrame(rows)
     total = stats.loc[stats["dimension"] == "total", "anomalies"].item()
     assert total == len(expected_recent(table, 60)) > 0
@@ -120,17 +119,17 @@ def test_stats_add_up(cli, table):
 
 
 def test_latest_and_history(cli, table):
-    code, [latest] = cli("latest", "MSFT")
+    [latest] = cli("latest", "MSFT")
     assert latest["symbol"] == "MSFT" and latest["timestamp"] == END.isoformat()
-    code, history = cli("history", "MSFT", "--days", "10")
+    history = cli("history", "MSFT", "--days", "10")
     days = [r["timestamp"] for r in history]
     assert days == sorted(days) and days[-1] == END.isoformat()
     assert all(dt.date.fromisoformat(d) > dt.date.today() - dt.timedelta(days=10) for d in days)
-    assert len(days) == len(
-        table(
-            "SELECT 1 FROM marketpulse.stock_prices WHERE symbol = 'MSFT' AND \"timestamp\" > current_date - 10"
-        )
+    stored = table(
+        "SELECT 1 FROM marketpulse.stock_prices"
+        " WHERE symbol = 'MSFT' AND \"timestamp\" > current_date - 10"
     )
+    assert len(days) == len(stored)
 
 
 def test_detection_quality_is_scored_for_every_method(table):
