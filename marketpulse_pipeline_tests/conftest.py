@@ -22,6 +22,18 @@ from marketpulse_pipeline.settings import Settings
 from marketpulse_pipeline.storage.database import connect
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+"""Reference material beside the project root (see ../shared/README.md); not in the repository."""
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared/: skipped with the reason when absent, a failure in CI."""
+    path = SHARED / relative
+    if not path.exists():
+        message = f"{path} is absent: these checks need the shared reference files"
+        if os.environ.get("MARKETPULSE_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,10 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
     """Apply the pending migrations; return those applied (none when the schema is current)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('marketpulse.migrations'))")
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        # A locked-down role may use a schema made for it without the right to create one.
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [SCHEMA]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
         conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(SCHEMA)))
         conn.execute(
             """
