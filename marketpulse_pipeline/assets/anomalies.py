@@ -5,7 +5,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from marketpulse_pipeline.assets.metadata import column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
@@ -53,6 +53,7 @@ def build_anomaly_asset(
         params = detector.params(**context.op_execution_context.op_config)
         symbols = context.partition_keys
         where = {"method": method}
+        clock = Stopwatch()
         with database.connect() as conn:
             windows = follow(conn, window, ANOMALIES, [(PRICE_FEATURES, None)], symbols, where)
             live = {s: w for s, w in windows.items() if not w.is_empty}
@@ -60,10 +61,15 @@ def build_anomaly_asset(
                 s: SessionWindow(detector.history_start(params, w.start), w.end)
                 for s, w in live.items()
             }
-            market = read_market(conn, history, live)
-            found = validated(Anomalies, detector.detect(market, params))
-            replace_window(conn, ANOMALIES, found, windows, where=where)
-        report_partitions(context, windows, found, "anomalies_found")
+            with clock.stage("read"):
+                market = read_market(conn, history, live)
+            with clock.stage("detect"):
+                found = detector.detect(market, params)
+            with clock.stage("validation"):
+                found = validated(Anomalies, found)
+            with clock.stage("write"):
+                replace_window(conn, ANOMALIES, found, windows, where=where)
+        report_partitions(context, windows, {"anomalies_found": found})
         return dg.MaterializeResult(
             metadata={
                 "anomalies_found": len(found),
@@ -72,6 +78,7 @@ def build_anomaly_asset(
                     f"type_{kind}": int(count)
                     for kind, count in _type_counts(found, detector).items()
                 },
+                **clock.metadata(),
             }
         )
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
-from marketpulse_pipeline.assets.metadata import column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.consensus import consensus
 from marketpulse_pipeline.detectors import METHODS
@@ -47,18 +47,23 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         window: WindowResource,
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
+        clock = Stopwatch()
         with database.connect() as conn:
             upstreams = [(ANOMALIES, {"method": method}) for method in METHODS]
             windows = follow(conn, window, ANOMALY_CONSENSUS, upstreams, symbols)
-            found = read_window(conn, ANOMALIES, windows)
-            agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
-            replace_window(conn, ANOMALY_CONSENSUS, agreed, windows)
-        report_partitions(context, windows, agreed[agreed["is_consensus"]], "consensus_anomalies")
+            with clock.stage("read"):
+                found = read_window(conn, ANOMALIES, windows)
+            with clock.stage("compute"):
+                agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
+            with clock.stage("write"):
+                replace_window(conn, ANOMALY_CONSENSUS, agreed, windows)
+        report_partitions(context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]})
         return dg.MaterializeResult(
             metadata={
                 "days_with_anomalies": len(agreed),
                 "consensus_anomalies": int(agreed["is_consensus"].sum()),
                 "min_votes": config.min_votes,
+                **clock.metadata(),
             }
         )
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from marketpulse_pipeline.assets.metadata import column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
@@ -42,21 +42,30 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
+        clock = Stopwatch()
         with database.connect() as conn:
             windows = follow(conn, window, PRICE_FEATURES, [(STOCK_PRICES, None)], symbols)
             live = {s: w for s, w in windows.items() if not w.is_empty}
-            history = read_window(
-                conn,
-                STOCK_PRICES,
-                {s: SessionWindow(EARLIEST_SESSION, w.end) for s, w in live.items()},
-            )
-            features = compute_features(history)
-            inside = inside_windows(features, live)
-            features = validated(PriceFeatures, features[inside].reset_index(drop=True))
-            replace_window(conn, PRICE_FEATURES, features, windows)
-        report_partitions(context, windows, features, "rows_written")
+            with clock.stage("read"):
+                history = read_window(
+                    conn,
+                    STOCK_PRICES,
+                    {s: SessionWindow(EARLIEST_SESSION, w.end) for s, w in live.items()},
+                )
+            with clock.stage("compute"):
+                features = compute_features(history)
+                features = features[inside_windows(features, live)].reset_index(drop=True)
+            with clock.stage("validation"):
+                features = validated(PriceFeatures, features)
+            with clock.stage("write"):
+                replace_window(conn, PRICE_FEATURES, features, windows)
+        report_partitions(context, windows, {"rows_written": features})
         return dg.MaterializeResult(
-            metadata={"rows_written": len(features), "history_rows_read": len(history)}
+            metadata={
+                "rows_written": len(features),
+                "history_rows_read": len(history),
+                **clock.metadata(),
+            }
         )
 
     return price_features

@@ -3,7 +3,9 @@ readable samples of failing rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
@@ -45,18 +47,37 @@ def sample(frame: pd.DataFrame, limit: int = 10) -> dg.MarkdownMetadataValue:
 def report_partitions(
     context: dg.AssetExecutionContext,
     windows: Mapping[str, SessionWindow],
-    frame: pd.DataFrame,
-    count_name: str,
+    counts: Mapping[str, pd.DataFrame],
     asset_key: str | None = None,
 ) -> None:
-    """Per-partition metadata: the window processed and how many rows it produced."""
-    counts = frame["symbol"].value_counts() if len(frame) else pd.Series(dtype="int64")
+    """Per-partition metadata: the window processed and, per name, the rows of each frame
+    (which has a `symbol` column) that belong to the partition."""
+    per_symbol = {name: frame["symbol"].value_counts().to_dict() for name, frame in counts.items()}
     for symbol, window in windows.items():
         context.add_asset_metadata(
             {
                 "window": "up to date" if window.is_empty else str(window),
-                count_name: int(counts.get(symbol, 0)),
+                **{name: int(found.get(symbol, 0)) for name, found in per_symbol.items()},
             },
             asset_key=asset_key,
             partition_key=symbol,
         )
+
+
+class Stopwatch:
+    """Seconds an asset spends per stage (read, compute, write...), reported as metadata
+    `seconds_<stage>`: the UI plots them per run and `marketpulse bench` adds them up."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[name] = self._seconds.get(name, 0.0) + time.perf_counter() - began
+
+    def metadata(self) -> dict[str, float]:
+        return {f"seconds_{name}": round(seconds, 4) for name, seconds in self._seconds.items()}

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
-from marketpulse_pipeline.assets.metadata import column_schema, sample
+from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions, sample
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
@@ -89,39 +89,33 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     ) -> Iterator[dg.MaterializeResult]:
         symbols = context.partition_keys
         source = price_source.build()
+        clock = Stopwatch()
         with database.connect() as conn:
             windows = window.resolve(
                 symbols, last_sessions(conn, STOCK_PRICES, symbols), price_source.first_session()
             )
-            gate = gate_bars(fetch_bars(source, windows), windows, source.name)
-            injected = fetch_injected(source, windows)
-            with conn.transaction():
+            with clock.stage("source"):
+                raw, injected = fetch_bars(source, windows), fetch_injected(source, windows)
+            with clock.stage("validation"):
+                gate = gate_bars(raw, windows, source.name)
+                injected = InjectedAnomalies.validate(injected)
+            with clock.stage("write"), conn.transaction():
                 replace_window(conn, STOCK_PRICES, gate.stored, windows)
-                replace_window(
-                    conn, REJECTED_PRICES, gate.rejected.assign(run_id=context.run.run_id), windows
-                )
-                replace_window(
-                    conn, INJECTED_ANOMALIES, InjectedAnomalies.validate(injected), windows
-                )
-            gaps = _stored_gaps(conn, windows)
+                rejected = gate.rejected.assign(run_id=context.run.run_id)
+                replace_window(conn, REJECTED_PRICES, rejected, windows)
+                replace_window(conn, INJECTED_ANOMALIES, injected, windows)
+            with clock.stage("gap_check"):
+                gaps = _stored_gaps(conn, windows)
 
-        for symbol in symbols:
-            w = windows[symbol]
-            context.add_asset_metadata(
-                {
-                    "window": "up to date" if w.is_empty else str(w),
-                    "rows_stored": int((gate.stored["symbol"] == symbol).sum()),
-                    "rows_rejected": int((gate.rejected["symbol"] == symbol).sum()),
-                    "sessions_missing": int((gaps["symbol"] == symbol).sum()),
-                },
-                asset_key="stock_prices",
-                partition_key=symbol,
-            )
-            context.add_asset_metadata(
-                {"anomalies_injected": int((injected["symbol"] == symbol).sum())},
-                asset_key="injected_anomalies",
-                partition_key=symbol,
-            )
+        report_partitions(
+            context,
+            windows,
+            {"rows_stored": gate.stored, "rows_rejected": gate.rejected, "sessions_missing": gaps},
+            asset_key="stock_prices",
+        )
+        report_partitions(
+            context, windows, {"anomalies_injected": injected}, asset_key="injected_anomalies"
+        )
         context.log.info(
             f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"
             f" {len(gate.stored)} stored, {len(gate.rejected)} rejected,"
@@ -134,6 +128,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "rows_in": len(gate.stored) + len(gate.rejected),
                 "rows_stored": len(gate.stored),
                 "rows_rejected": len(gate.rejected),
+                **clock.metadata(),
             },
             check_results=[
                 _gap_check(gaps, config.max_missing_sessions),

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
-from marketpulse_pipeline.assets.metadata import column_schema
+from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow
 from marketpulse_pipeline.detectors import METHODS
 from marketpulse_pipeline.quality import detection_quality
@@ -56,25 +56,32 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, database: PostgresResource
     ) -> dg.MaterializeResult:
         everything = {s: SessionWindow(EARLIEST_SESSION, dt.date.today()) for s in symbols}
+        clock = Stopwatch()
         with database.connect() as conn:
-            found = read_window(
-                conn, ANOMALIES, everything, columns=["symbol", "timestamp", "method"]
-            )
-            agreed = read_window(
-                conn, ANOMALY_CONSENSUS, everything, columns=["symbol", "timestamp", "is_consensus"]
-            )
-            truth = read_window(conn, INJECTED_ANOMALIES, everything)
-            symbol_days = int(table_summary(conn, STOCK_PRICES, symbols)["rows"].sum())
-            labels = labels_by_method(conn)
-            detections = pd.concat(
-                [found, agreed[agreed["is_consensus"]].assign(method="consensus")],
-                ignore_index=True,
-            )
-            quality = validated(
-                DetectionQuality,
-                detection_quality(detections, truth, SCORED, symbol_days, labels),
-            )
-            replace_all(conn, DETECTION_QUALITY, quality)
+            with clock.stage("read"):
+                found = read_window(
+                    conn, ANOMALIES, everything, columns=["symbol", "timestamp", "method"]
+                )
+                agreed = read_window(
+                    conn,
+                    ANOMALY_CONSENSUS,
+                    everything,
+                    columns=["symbol", "timestamp", "is_consensus"],
+                )
+                truth = read_window(conn, INJECTED_ANOMALIES, everything)
+                symbol_days = int(table_summary(conn, STOCK_PRICES, symbols)["rows"].sum())
+                labels = labels_by_method(conn)
+            with clock.stage("compute"):
+                detections = pd.concat(
+                    [found, agreed[agreed["is_consensus"]].assign(method="consensus")],
+                    ignore_index=True,
+                )
+                quality = validated(
+                    DetectionQuality,
+                    detection_quality(detections, truth, SCORED, symbol_days, labels),
+                )
+            with clock.stage("write"):
+                replace_all(conn, DETECTION_QUALITY, quality)
         overall = quality[quality["kind"] == "all"].set_index("method")
         numbers = {
             f"{measure}_{method}": float(overall.at[method, measure])
@@ -92,6 +99,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                 "injected_anomalies": len(truth),
                 "symbol_days": symbol_days,
                 "orphaned_labels": int(labels["method"].isna().sum()),
+                **clock.metadata(),
                 "overall": dg.MetadataValue.md(
                     overall[["detections", "precision", "recall", "f1", "flag_rate"]]
                     .round(3)
