@@ -3,9 +3,12 @@
 import argparse
 import dataclasses
 import datetime as dt
+import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from marketpulse_pipeline.calendar import latest_completed_session, session_offset
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_date, parse_symbols
@@ -24,10 +27,66 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     backfill.add_argument("--symbols", type=_symbols, help="comma-separated (default: watchlist)")
     backfill.set_defaults(handler=_backfill)
 
+    bench = commands.add_parser("bench", help="measure the pipeline against its floors")
+    bench.add_argument(
+        "--scenarios",
+        type=_choices({"demo", "daily", "scale"}),
+        default="demo,daily,scale",
+        help="comma-separated: demo, daily, scale (default: all)",
+    )
+    bench.add_argument("--demo-days", type=int, default=250)
+    bench.add_argument("--daily-years", type=_years, default="2,10", help="(default 2,10)")
+    bench.add_argument("--scale-symbols", type=int, default=100)
+    bench.add_argument("--scale-days", type=int, default=1260)
+    bench.add_argument("--json", type=Path, help="also write the numbers to this file")
+    bench.set_defaults(handler=_bench)
+
     db = commands.add_parser("db", help="the database MarketPulse uses")
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     db_commands.add_parser("url", help="print the database URL").set_defaults(handler=_db_url)
     db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_db_stop)
+
+
+def _choices(allowed: set[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        chosen = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = sorted(set(chosen) - allowed)
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(sorted(allowed))}")
+        return chosen
+
+    return parse
+
+
+def _years(text: str) -> list[int]:
+    try:
+        years = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of years"
+        ) from None
+    if any(year < 1 for year in years):
+        raise argparse.ArgumentTypeError("years must be at least 1")
+    return years
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpulse_pipeline.benchmark import as_json, report, run_benchmark
+
+    began = time.perf_counter()
+    steps = run_benchmark(
+        args.scenarios,
+        demo_days=args.demo_days,
+        daily_years=args.daily_years,
+        scale_symbols=args.scale_symbols,
+        scale_days=args.scale_days,
+    )
+    print(f"\nmarketpulse bench, {dt.date.today()}, {os.cpu_count()} cores:\n")
+    print(report(steps))
+    print(f"\nbenchmark took {time.perf_counter() - began:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps(as_json(steps), indent=2))
+    return 0
 
 
 def _date(text: str) -> dt.date:
@@ -72,7 +131,7 @@ def _materialize(settings: Settings, symbols: Sequence[str], start: dt.date, end
     began = time.perf_counter()
     url = resolve_url(settings.database_url, settings.home)
     print(f"database: {_redacted(url)}; source: {settings.source}")
-    with dagster_instance(settings.home) as instance:
+    with dagster_instance() as instance:
         outcomes = run_pipeline(
             build_definitions(settings), instance, symbols, start=start, end=end
         )

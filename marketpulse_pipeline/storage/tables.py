@@ -141,6 +141,13 @@ def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
 # The windows as a relation `w`, and the condition putting a row `t` inside its symbol's window.
 _WINDOWS = sql.SQL("unnest(%s::text[], %s::date[], %s::date[]) AS w(symbol, first, last)")
 _INSIDE = sql.SQL('t.symbol = w.symbol AND t."timestamp" BETWEEN w.first AND w.last')
+_WATERMARK = sql.SQL(
+    "INSERT INTO watermarks AS m (target, symbol, first_session, last_session)"
+    " SELECT %s, w.symbol, w.first, w.last FROM {windows}"
+    " ON CONFLICT (target, symbol) DO UPDATE SET"
+    " first_session = least(m.first_session, excluded.first_session),"
+    " last_session = greatest(m.last_session, excluded.last_session), updated_at = now()"
+).format(windows=_WINDOWS)
 
 
 def _slice(where: Mapping[str, str]) -> tuple[sql.Composable, list[str]]:
@@ -152,6 +159,14 @@ def _slice(where: Mapping[str, str]) -> tuple[sql.Composable, list[str]]:
 def _target(table: Table, where: Mapping[str, str]) -> str:
     """The watermark key: the table, or the slice of it."""
     return table.name + "".join(f"[{key}={value}]" for key, value in sorted(where.items()))
+
+
+def _select(table: Table, name: str) -> sql.Composable:
+    """A column as read into frames; JSON comes back as its text, as it was written."""
+    column = sql.Identifier("t", name)
+    if dict(table.columns).get(name) == "jsonb":
+        return sql.SQL("{}::text AS {}").format(column, sql.Identifier(name))
+    return column
 
 
 def read_window(
@@ -169,7 +184,7 @@ def read_window(
         "SELECT {columns} FROM {table} AS t JOIN {windows} ON {inside}{condition}"
         ' ORDER BY t.symbol, t."timestamp"'
     ).format(
-        columns=sql.SQL(", ").join(sql.Identifier("t", name) for name in names),
+        columns=sql.SQL(", ").join(_select(table, name) for name in names),
         table=sql.Identifier(table.name),
         windows=_WINDOWS,
         inside=_INSIDE,
@@ -239,32 +254,27 @@ def replace_window(
     _check_inside(frame, windows, where)
     arrays = _window_arrays(windows)
     condition, values = _slice(where)
+    target = _target(table, where)
     with conn.transaction(), conn.cursor() as cur:
-        # One writer per target and symbol at a time; taken in a fixed order, so no deadlocks.
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(%s || ':' || s))"
-            " FROM unnest(%s::text[]) AS s ORDER BY s",
-            [_target(table, where), sorted(arrays[0])],
-        )
-        delete = sql.SQL("DELETE FROM {table} AS t USING {windows} WHERE {inside}{condition}")
-        cur.execute(
-            delete.format(
-                table=sql.Identifier(table.name),
-                windows=_WINDOWS,
-                inside=_INSIDE,
-                condition=condition,
-            ),
-            [*arrays, *values],
-        )
-        _copy(cur, table, frame)
-        watermark = sql.SQL(
-            "INSERT INTO watermarks AS m (target, symbol, first_session, last_session)"
-            " SELECT %s, w.symbol, w.first, w.last FROM {windows}"
-            " ON CONFLICT (target, symbol) DO UPDATE SET"
-            " first_session = least(m.first_session, excluded.first_session),"
-            " last_session = greatest(m.last_session, excluded.last_session), updated_at = now()"
-        )
-        cur.execute(watermark.format(windows=_WINDOWS), [_target(table, where), *arrays])
+        with conn.pipeline():  # three statements, one round trip
+            # One writer per target and symbol at a time; taken in a fixed order: no deadlocks.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s || ':' || s))"
+                " FROM unnest(%s::text[]) AS s ORDER BY s",
+                [target, sorted(arrays[0])],
+            )
+            delete = sql.SQL("DELETE FROM {table} AS t USING {windows} WHERE {inside}{condition}")
+            cur.execute(
+                delete.format(
+                    table=sql.Identifier(table.name),
+                    windows=_WINDOWS,
+                    inside=_INSIDE,
+                    condition=condition,
+                ),
+                [*arrays, *values],
+            )
+            cur.execute(_WATERMARK, [target, *arrays])
+        copy_frame(cur, table, frame)
     return len(frame)
 
 
@@ -272,18 +282,22 @@ def replace_all(conn: psycopg.Connection, table: Table, frame: pd.DataFrame) -> 
     """Make `frame` the whole content of a table that is not per symbol, atomically."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("DELETE FROM {table}").format(table=sql.Identifier(table.name)))
-        _copy(cur, table, frame)
+        copy_frame(cur, table, frame)
     return len(frame)
 
 
-def _copy(cur: psycopg.Cursor, table: Table, frame: pd.DataFrame) -> None:
+def copy_frame(
+    cur: psycopg.Cursor, table: Table, frame: pd.DataFrame, into: str | None = None
+) -> None:
+    """Binary COPY of the frame's rows into `table` (or into the table named `into`, which has
+    the same columns: how `marketpulse bench` measures the bare write floor)."""
     copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
-        table=sql.Identifier(table.name),
+        table=sql.Identifier(into or table.name),
         columns=sql.SQL(", ").join(map(sql.Identifier, table.column_names)),
     )
     with cur.copy(copy) as writer:
         writer.set_types(table.column_types)
-        for row in _copy_rows(frame, table):
+        for row in copy_rows(frame, table):
             writer.write_row(row)
 
 
@@ -303,7 +317,7 @@ def _check_inside(
         )
 
 
-def _copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
+def copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
     """The frame's values as Python objects in the table's column order; NaN becomes NULL."""
     columns = []
     for name, pg_type in table.columns:
