@@ -353,26 +353,33 @@ def report(steps: Sequence[Step]) -> str:
     stage_names = sorted({name for step in steps for name in step.stages})
     rows = []
     for step in steps:
-        written = sum(step.rows_written.values())
-        ratio_writes = (step.write_floor_seconds or 0) / step.stages.get("writes", 1e-9)
-        floors = (step.write_floor_seconds or 0) + (step.compute_floor_seconds or 0)
+        floors = step.write_floor_seconds is not None
         rows.append(
             {
                 "scenario": step.scenario,
                 "symbols x days": f"{step.symbols} x {step.sessions}",
-                "rows written": written,
+                "rows written": sum(step.rows_written.values()) if floors else "-",
                 "wall s": round(step.wall_seconds, 1),
                 "startup s": round(step.startup_seconds, 1),
                 **{f"{name} s": round(step.stages.get(name, 0.0), 2) for name in stage_names},
                 "dagster s": round(step.dagster_overhead_seconds, 2),
                 "peak MB": round(step.peak_memory_mb),
-                "write floor s": round(step.write_floor_seconds or 0, 2),
-                "compute floor s": round(step.compute_floor_seconds or 0, 2),
-                "writes vs floor": f"{ratio_writes:.0%}",
-                "pipeline / floors": f"{step.pipeline_seconds / floors:.2f}x" if floors else "-",
+                **(_floor_columns(step) if floors else {}),
             }
         )
     return pd.DataFrame(rows).set_index("scenario").T.to_string()
+
+
+def _floor_columns(step: Step) -> dict[str, object]:
+    write_floor, compute_floor = step.write_floor_seconds or 0.0, step.compute_floor_seconds or 0.0
+    writes = max(step.stages.get("writes", 0.0), 1e-9)
+    floors = max(write_floor + compute_floor, 1e-9)
+    return {
+        "write floor s": round(write_floor, 2),
+        "compute floor s": round(compute_floor, 2),
+        "writes vs floor": f"{write_floor / writes:.0%}",
+        "pipeline / floors": f"{step.pipeline_seconds / floors:.2f}x",
+    }
 
 
 def main(argv: Sequence[str]) -> int:

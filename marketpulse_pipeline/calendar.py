@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 
 EXCHANGE = "XNYS"
@@ -168,8 +169,12 @@ def missing_sessions(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) 
 
 def inside_windows(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.Series:
     """Whether each row's `timestamp` lies inside its `symbol`'s window (False for others)."""
-    starts = frame["symbol"].map({s: pd.Timestamp(w.start) for s, w in windows.items()})
-    ends = frame["symbol"].map({s: pd.Timestamp(w.end) for s, w in windows.items()})
-    return frame["timestamp"].between(
-        starts.astype("datetime64[ns]"), ends.astype("datetime64[ns]")
+    symbols = list(windows)
+    position = pd.Index(symbols).get_indexer(frame["symbol"])
+    starts = np.array(
+        [np.datetime64(windows[s].start, "ns") for s in symbols] + [np.datetime64("NaT")]
     )
+    ends = np.array([np.datetime64(windows[s].end, "ns") for s in symbols] + [np.datetime64("NaT")])
+    stamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+    inside = (stamps >= starts[position]) & (stamps <= ends[position])  # -1 picks NaT: False
+    return pd.Series(inside, index=frame.index)

@@ -54,9 +54,11 @@ def detection_quality(
     flagged["session"] = _session_number(flagged["timestamp"])
     truth = events.reset_index(drop=True).rename_axis("event").reset_index()
     truth["first"] = _session_number(truth["timestamp"]) - tolerance
-    truth["last"] = truth["first"] + truth["duration"] - 1 + 2 * tolerance
-    pairs = flagged.merge(truth[["event", "symbol", "kind", "first", "last"]], on="symbol")
-    matches = pairs[(pairs["session"] >= pairs["first"]) & (pairs["session"] <= pairs["last"])]
+    span = (truth["duration"] + 2 * tolerance).to_numpy()
+    # Every session an anomaly's tolerance span covers, so matching is a join, not a cross join.
+    covered = truth.loc[np.repeat(truth.index, span), ["event", "symbol", "kind", "first"]]
+    covered["session"] = covered["first"] + covered.groupby("event").cumcount()
+    matches = flagged.merge(covered.drop(columns="first"), on=["symbol", "session"])
 
     rows = []
     for method in methods:

@@ -323,12 +323,15 @@ def copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
     for name, pg_type in table.columns:
         values = frame[name]
         if pg_type == "date":
-            columns.append(values.dt.date.tolist())
+            columns.append(values.to_numpy(dtype="datetime64[D]").tolist())
         elif pg_type == "jsonb":
             columns.append([Jsonb(text, dumps=str) for text in values])
         elif pg_type == "float8":
-            floats = values.to_numpy(dtype="float64", na_value=np.nan).tolist()
-            columns.append([None if v != v else v for v in floats])  # NaN is not NULL in SQL
+            floats = values.to_numpy(dtype="float64", na_value=np.nan)
+            items = floats.tolist()
+            if np.isnan(floats).any():  # NaN is not NULL in SQL
+                items = [None if v != v else v for v in items]
+            columns.append(items)
         elif pg_type in ("int8", "int4"):
             columns.append(values.to_numpy(dtype="int64").tolist())
         else:
