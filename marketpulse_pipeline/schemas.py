@@ -96,6 +96,12 @@ class PriceFeatures(pa.DataFrameModel):
     bb_percent_b: Series[float] = pa.Field(
         nullable=True, description="(close - lower) / (upper - lower)"
     )
+    rsi_avg_gain: Series[float] = pa.Field(
+        nullable=True, ge=0, description="Wilder average gain (RSI state, for resuming)"
+    )
+    rsi_avg_loss: Series[float] = pa.Field(
+        nullable=True, ge=0, description="Wilder average loss (RSI state, for resuming)"
+    )
 
     @pa.dataframe_check(
         name="bands_ordered",

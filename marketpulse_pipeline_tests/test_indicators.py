@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpulse_pipeline.features.indicators import compute_features, wilder_rsi
+from marketpulse_pipeline.features.indicators import WilderState, compute_features, wilder_rsi
 from marketpulse_pipeline_tests.market import market
 
 
@@ -67,3 +67,19 @@ def test_symbols_never_share_a_window():
     b = features[features["symbol"] == "B"].reset_index(drop=True)
     assert b["return_pct"].isna().iloc[0] and b["sma_20"].isna().iloc[18]
     assert b["sma_20"].iloc[19] == pytest.approx(np.mean(np.arange(50.0, 70.0)))
+
+
+def test_rsi_resumed_from_stored_state_equals_the_whole_history():
+    prices = market(100 * np.cumprod(1 + np.random.default_rng(3).normal(0, 0.01, 300))).iloc[:, :7]
+    whole = compute_features(prices)
+    cut = 250  # a later run: window from row 250, state stored on row 249, 60 rows of lookback
+    state = whole.iloc[cut - 1]
+    resumed = compute_features(
+        prices.iloc[cut - 60 :],
+        resume={
+            "TEST": WilderState(state["timestamp"], state["rsi_avg_gain"], state["rsi_avg_loss"])
+        },
+    )
+    later = resumed[resumed["timestamp"] >= whole["timestamp"][cut]].reset_index(drop=True)
+    expected = whole.iloc[cut:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(later, expected, check_exact=True)

@@ -3,6 +3,7 @@ and they never change when later data arrives."""
 
 import datetime as dt
 
+import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
@@ -77,6 +78,15 @@ def test_backfill_and_daily_runs_give_identical_rows(
         "technical",
     }
     assert len(one_run["anomaly_consensus"]) > 0
+
+
+def test_a_daily_run_reads_a_bounded_history(make_defs, instance):
+    defs = make_defs(MARKETPULSE_START_DATE=HISTORY_START.isoformat())
+    materialize(defs, instance, as_of=DAILY[0])
+    materialize(defs, instance, as_of=DAILY[1])  # one new session after ten months
+    event = instance.get_latest_materialization_event(dg.AssetKey("price_features"))
+    read = event.asset_materialization.metadata["history_rows_read"].value
+    assert 0 < read <= len(SYMBOLS) * 62  # the RSI state row and 60 sessions of lookback
 
 
 def test_later_data_never_changes_earlier_rows(make_defs, instance, database_url):

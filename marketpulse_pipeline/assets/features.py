@@ -1,6 +1,9 @@
 """`price_features`: returns, ranges and indicators per symbol and session."""
 
+from collections.abc import Mapping
+
 import dagster as dg
+import psycopg
 
 from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
 from marketpulse_pipeline.assets.windows import follow
@@ -8,13 +11,15 @@ from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     SessionWindow,
     inside_windows,
+    session_offset,
 )
-from marketpulse_pipeline.features.indicators import compute_features
+from marketpulse_pipeline.features.indicators import WilderState, compute_features
 from marketpulse_pipeline.resources import PostgresResource, WindowResource
 from marketpulse_pipeline.schemas import PriceFeatures, validated
 from marketpulse_pipeline.storage.tables import (
     PRICE_FEATURES,
     STOCK_PRICES,
+    latest_before,
     read_window,
     replace_window,
 )
@@ -28,8 +33,9 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         deps=["stock_prices"],
         description=(
             "Returns (%, log), volume change, range, gap, SMA(20), RSI(14) and Bollinger(20, 2)"
-            " per symbol and session. Indicators are computed over the symbol's whole stored"
-            " history up to each day, TA-Lib conventions; warm-up rows are NULL."
+            " per symbol and session. Indicators are defined over the symbol's whole stored"
+            " history up to each day (RSI resumes from the Wilder state stored on the previous"
+            " row), TA-Lib conventions; warm-up rows are NULL."
         ),
         group_name="features",
         kinds={"postgres", "pandas"},
@@ -47,13 +53,10 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             windows = follow(conn, window, PRICE_FEATURES, [(STOCK_PRICES, None)], symbols)
             live = {s: w for s, w in windows.items() if not w.is_empty}
             with clock.stage("read"):
-                history = read_window(
-                    conn,
-                    STOCK_PRICES,
-                    {s: SessionWindow(EARLIEST_SESSION, w.end) for s, w in live.items()},
-                )
+                resume = _stored_rsi_state(conn, live)
+                history = read_window(conn, STOCK_PRICES, _history(live, resume))
             with clock.stage("compute"):
-                features = compute_features(history)
+                features = compute_features(history, resume=resume)
                 features = features[inside_windows(features, live)].reset_index(drop=True)
             with clock.stage("validation"):
                 features = validated(PriceFeatures, features)
@@ -69,3 +72,40 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         )
 
     return price_features
+
+
+# Sessions of prices read before a resumed window: the 20-close windows need 19, and a margin
+# keeps them identical to a whole-history computation across a few tolerated missing sessions.
+RESUME_LOOKBACK = 60
+
+
+def _stored_rsi_state(
+    conn: psycopg.Connection, windows: Mapping[str, SessionWindow]
+) -> dict[str, WilderState]:
+    """The RSI state stored on each symbol's last feature row before its window, if any."""
+    rows = latest_before(
+        conn,
+        PRICE_FEATURES,
+        {symbol: window.start for symbol, window in windows.items()},
+        ["symbol", "timestamp", "rsi_avg_gain", "rsi_avg_loss"],
+        not_null="rsi_avg_gain",
+    )
+    return {
+        row.symbol: WilderState(row.timestamp, row.rsi_avg_gain, row.rsi_avg_loss)
+        for row in rows.itertuples(index=False)
+    }
+
+
+def _history(
+    windows: Mapping[str, SessionWindow], resume: Mapping[str, WilderState]
+) -> dict[str, SessionWindow]:
+    """Prices to read: from the stored RSI state (and the moving windows' lookback) when there
+    is one, else the symbol's whole history."""
+    history = {}
+    for symbol, window in windows.items():
+        start = EARLIEST_SESSION
+        if symbol in resume:
+            lookback = session_offset(window.start, -RESUME_LOOKBACK)
+            start = min(resume[symbol].timestamp.date(), lookback)
+        history[symbol] = SessionWindow(start, window.end)
+    return history

@@ -89,6 +89,8 @@ PRICE_FEATURES = Table(
                 "bb_upper",
                 "bb_lower",
                 "bb_percent_b",
+                "rsi_avg_gain",
+                "rsi_avg_loss",
             )
         ),
     ),
@@ -203,6 +205,42 @@ def read_window(
             frame[name] = frame[name].astype("int64")
         elif types[name] == "text":
             frame[name] = frame[name].astype("str")
+    return frame
+
+
+def span_counts(
+    conn: psycopg.Connection, table: Table, windows: Mapping[str, SessionWindow]
+) -> dict[str, tuple[dt.date, int]]:
+    """Per symbol with rows inside its window: the first day and the number of rows."""
+    query = sql.SQL(
+        'SELECT t.symbol, min(t."timestamp"), count(*) FROM {table} AS t JOIN {windows} ON {inside}'
+        " GROUP BY t.symbol"
+    ).format(table=sql.Identifier(table.name), windows=_WINDOWS, inside=_INSIDE)
+    return {s: (first, rows) for s, first, rows in conn.execute(query, _window_arrays(windows))}
+
+
+def latest_before(
+    conn: psycopg.Connection,
+    table: Table,
+    starts: Mapping[str, dt.date],
+    columns: Sequence[str],
+    not_null: str,
+) -> pd.DataFrame:
+    """Each symbol's latest row before its start day whose `not_null` column is set."""
+    query = sql.SQL(
+        "SELECT {columns} FROM unnest(%s::text[], %s::date[]) AS w(symbol, start)"
+        " JOIN LATERAL (SELECT * FROM {table} AS t WHERE t.symbol = w.symbol"
+        ' AND t."timestamp" < w.start AND {not_null} IS NOT NULL'
+        ' ORDER BY t."timestamp" DESC LIMIT 1) AS t ON true'
+    ).format(
+        columns=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
+        table=sql.Identifier(table.name),
+        not_null=sql.Identifier("t", not_null),
+    )
+    rows = conn.execute(query, [list(starts), list(starts.values())]).fetchall()
+    frame = pd.DataFrame(rows, columns=list(columns))
+    if "timestamp" in frame:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).astype("datetime64[ns]")
     return frame
 
 
