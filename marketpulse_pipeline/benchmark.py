@@ -320,13 +320,20 @@ def run_benchmark(
                     f"daily setup ({years}y)", len(DEFAULT_SYMBOLS), years * SESSIONS_PER_YEAR
                 )
                 run_step(history, url, home, DEFAULT_SYMBOLS, start=start, end=previous)
-                step = run_step(
-                    Step(f"daily ({years}y history)", len(DEFAULT_SYMBOLS), 1),
-                    url,
-                    home,
-                    DEFAULT_SYMBOLS,
-                    as_of=end,
-                )
+                # The daily run, then the same session again twice (an explicit one-day window
+                # does the same work): the median of three keeps one slow start from deciding.
+                windows = ({"as_of": end}, {"start": end, "end": end}, {"start": end, "end": end})
+                runs = [
+                    run_step(
+                        Step(f"daily ({years}y history)", len(DEFAULT_SYMBOLS), 1),
+                        url,
+                        home,
+                        DEFAULT_SYMBOLS,
+                        **window,
+                    )
+                    for window in windows
+                ]
+                step = sorted(runs, key=lambda run: run.wall_seconds)[1]
                 measure_floors(step, url, {s: SessionWindow(end, end) for s in DEFAULT_SYMBOLS})
             steps.append(step)
 
