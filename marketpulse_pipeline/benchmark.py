@@ -374,7 +374,7 @@ def report(steps: Sequence[Step]) -> str:
                 **(_floor_columns(step) if floors else {}),
             }
         )
-    return pd.DataFrame(rows).set_index("scenario").T.to_string()
+    return pd.DataFrame(rows).set_index("scenario").T.fillna("-").to_string()
 
 
 def _floor_columns(step: Step) -> dict[str, object]:

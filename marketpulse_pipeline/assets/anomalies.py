@@ -5,7 +5,14 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import (
+    KINDS,
+    OWNERS,
+    Stopwatch,
+    column_schema,
+    per_symbol,
+    report_partitions,
+)
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
@@ -17,8 +24,6 @@ from marketpulse_pipeline.storage.tables import (
     read_market,
     replace_window,
 )
-
-OWNERS = ["team:marketpulse"]
 
 
 def anomaly_asset_name(method: str) -> str:
@@ -40,12 +45,11 @@ def build_anomaly_asset(
         deps=["price_features", "stock_prices"],
         description=f"{detector.description} Rows go to the `anomalies` table (method = {method}).",
         group_name="detectors",
-        kinds={"postgres", "pandas", "scikitlearn" if method == "isolation_forest" else "numpy"},
+        kinds=KINDS | {"scikitlearn" if method == "isolation_forest" else "numpy"},
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(Anomalies), "method": method},
         config_schema=_config_schema(detector.params),
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_symbol(partitions),
     )
     def anomalies(
         context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource

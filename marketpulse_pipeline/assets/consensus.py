@@ -3,7 +3,14 @@
 import dagster as dg
 
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
-from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import (
+    KINDS,
+    OWNERS,
+    Stopwatch,
+    column_schema,
+    per_symbol,
+    report_partitions,
+)
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.consensus import consensus
 from marketpulse_pipeline.detectors import METHODS
@@ -15,8 +22,6 @@ from marketpulse_pipeline.storage.tables import (
     read_window,
     replace_window,
 )
-
-OWNERS = ["team:marketpulse"]
 
 
 class ConsensusConfig(dg.Config):
@@ -34,11 +39,10 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
             " strongest severity), the strongest anomaly type, and whether votes reach min_votes."
         ),
         group_name="consensus",
-        kinds={"postgres", "pandas"},
+        kinds=KINDS,
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(AnomalyConsensus)},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_symbol(partitions),
     )
     def anomaly_consensus(
         context: dg.AssetExecutionContext,

@@ -5,7 +5,14 @@ from collections.abc import Mapping
 import dagster as dg
 import psycopg
 
-from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions
+from marketpulse_pipeline.assets.metadata import (
+    KINDS,
+    OWNERS,
+    Stopwatch,
+    column_schema,
+    per_symbol,
+    report_partitions,
+)
 from marketpulse_pipeline.assets.windows import follow
 from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
@@ -24,8 +31,6 @@ from marketpulse_pipeline.storage.tables import (
     replace_window,
 )
 
-OWNERS = ["team:marketpulse"]
-
 
 def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
@@ -38,11 +43,10 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             " row), TA-Lib conventions; warm-up rows are NULL."
         ),
         group_name="features",
-        kinds={"postgres", "pandas"},
+        kinds=KINDS,
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(PriceFeatures)},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_symbol(partitions),
     )
     def price_features(
         context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource

@@ -1,5 +1,5 @@
-"""Dagster metadata built from the pipeline's own objects: column schemas from the Pandera models,
-readable samples of failing rows."""
+"""What every asset shares: owners, kinds and partitioning, and metadata built from the
+pipeline's own objects — column schemas from the Pandera models, samples, timings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ import pandas as pd
 import pandera.pandas as pa
 
 from marketpulse_pipeline.calendar import SessionWindow
+
+OWNERS = ["team:marketpulse"]
+KINDS = {"postgres", "pandas"}
+
+
+def per_symbol(partitions: dg.PartitionsDefinition) -> dict[str, object]:
+    """Decorator arguments every symbol-partitioned asset shares: one run per range of symbols."""
+    return {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 
 
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:

@@ -7,7 +7,15 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
-from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema, report_partitions, sample
+from marketpulse_pipeline.assets.metadata import (
+    KINDS,
+    OWNERS,
+    Stopwatch,
+    column_schema,
+    per_symbol,
+    report_partitions,
+    sample,
+)
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
@@ -23,7 +31,6 @@ from marketpulse_pipeline.storage.tables import (
     span_counts,
 )
 
-OWNERS = ["team:marketpulse"]
 GAP_CHECK = "every_session_has_a_bar"
 REJECTED_CHECK = "no_rejected_rows"
 
@@ -45,7 +52,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     " Refused bars go to `rejected_prices` with the reason."
                 ),
                 group_name="prices",
-                kinds={"postgres", "pandas"},
+                kinds=KINDS,
                 owners=OWNERS,
                 metadata={"dagster/column_schema": column_schema(StockPrices)},
             ),
@@ -55,7 +62,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     "Ground truth: the anomalies the synthetic source planted (none for real data)."
                 ),
                 group_name="prices",
-                kinds={"postgres", "pandas"},
+                kinds=KINDS,
                 owners=OWNERS,
                 metadata={"dagster/column_schema": column_schema(InjectedAnomalies)},
             ),
@@ -77,8 +84,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 description="The source delivered no bar that the quality gate refused.",
             ),
         ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_symbol(partitions),
         name="prices",
     )
     def prices(
@@ -160,8 +166,8 @@ def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow])
 
 
 def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
-    per_symbol = gaps.groupby("symbol").size()
-    offenders = per_symbol[per_symbol > tolerance]
+    missing = gaps.groupby("symbol").size()
+    offenders = missing[missing > tolerance]
     return dg.AssetCheckResult(
         check_name=GAP_CHECK,
         passed=offenders.empty,

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
-from marketpulse_pipeline.assets.metadata import Stopwatch, column_schema
+from marketpulse_pipeline.assets.metadata import KINDS, OWNERS, Stopwatch, column_schema
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow
 from marketpulse_pipeline.detectors import METHODS
 from marketpulse_pipeline.quality import detection_quality
@@ -25,7 +25,6 @@ from marketpulse_pipeline.storage.tables import (
     table_summary,
 )
 
-OWNERS = ["team:marketpulse"]
 SCORED = (*METHODS, "consensus")
 
 
@@ -44,7 +43,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
             " anomalies marked false positive. Runs after the detectors."
         ),
         group_name="quality",
-        kinds={"postgres", "pandas"},
+        kinds=KINDS,
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(DetectionQuality)},
         # eager, but not held back by symbols whose partitions are missing (a new or failed one)

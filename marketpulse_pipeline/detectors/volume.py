@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.detectors.base import Detector, anomaly_rows, param, sessions_before
-from marketpulse_pipeline.features.rolling import trailing
+from marketpulse_pipeline.features.rolling import trailing_zscore
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,7 @@ def detect(market: pd.DataFrame, params: VolumeParams) -> pd.DataFrame:
     keys, volume = market["symbol"].to_numpy(), market["volume"].to_numpy(dtype="float64")
     with np.errstate(divide="ignore"):
         log_volume = np.where(volume > 0, np.log(volume), np.nan)
-    mean = trailing(keys, log_volume, params.window, lambda w: w.mean(axis=1))
-    std = trailing(keys, log_volume, params.window, lambda w: w.std(axis=1, ddof=1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(std > 0, (log_volume - mean) / std, np.nan)
+    z, mean, std = trailing_zscore(keys, log_volume, params.window)
     return anomaly_rows(
         market,
         np.abs(z) > params.threshold,
@@ -33,6 +30,7 @@ def detect(market: pd.DataFrame, params: VolumeParams) -> pd.DataFrame:
         details={
             "volume": volume,
             "baseline_volume": np.exp(mean),
+            "baseline_log_std": std,
             "z": z,
             "threshold": params.threshold,
             "direction": np.where(z > 0, "up", "down"),

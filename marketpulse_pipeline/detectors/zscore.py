@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.detectors.base import Detector, anomaly_rows, param, sessions_before
-from marketpulse_pipeline.features.rolling import trailing
+from marketpulse_pipeline.features.rolling import trailing_zscore
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,7 @@ class ZScoreParams:
 
 def detect(market: pd.DataFrame, params: ZScoreParams) -> pd.DataFrame:
     keys, value = market["symbol"].to_numpy(), market["return_pct"].to_numpy(dtype="float64")
-    mean = trailing(keys, value, params.window, lambda w: w.mean(axis=1))
-    std = trailing(keys, value, params.window, lambda w: w.std(axis=1, ddof=1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(std > 0, (value - mean) / std, np.nan)
+    z, mean, std = trailing_zscore(keys, value, params.window)
     return anomaly_rows(
         market,
         np.abs(z) > params.threshold,

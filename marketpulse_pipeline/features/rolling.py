@@ -62,3 +62,15 @@ def trailing(
     return per_group(
         keys, values, lambda x: reduce(windows(x, size, include_current=include_current))
     )
+
+
+def trailing_zscore(
+    keys: np.ndarray, values: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each value's z against the mean and sample standard deviation of the `size` values
+    before it (NaN where that spread is zero or the history too short): z, mean, std."""
+    mean = trailing(keys, values, size, lambda w: w.mean(axis=1))
+    std = trailing(keys, values, size, lambda w: w.std(axis=1, ddof=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(std > 0, (values - mean) / std, np.nan)
+    return z, mean, std

@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
+from marketpulse_pipeline.features.indicators import FEATURE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,34 @@ _PRICE_COLUMNS = (
 )
 STOCK_PRICES = Table("stock_prices", (*_PRICE_COLUMNS, ("source", "text")))
 INJECTED_ANOMALIES = Table(
+    "injected_anomalies",
+    (
+        ("symbol", "text"),
+        ("timestamp", "date"),
+        ("kind", "text"),
+        ("magnitude", "float8"),
+        ("duration", "int4"),
+    ),
+)
+REJECTED_PRICES = Table(
+    "rejected_prices",
+    (
+        ("symbol", "text"),
+        ("timestamp", "date"),
+        *((name, "text") for name in ("open", "high", "low", "close", "volume")),
+        ("source", "text"),
+        ("source_ref", "text"),
+        ("reason", "text"),
+        ("run_id", "text"),
+    ),
+)
+
+
+PRICE_FEATURES = Table(
+    "price_features",
+    (("symbol", "text"), ("timestamp", "date"), *((name, "float8") for name in FEATURE_COLUMNS)),
+)
+ANOMALIES = Table(
     "injected_anomalies",
     (
         ("symbol", "text"),
