@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import psycopg
@@ -46,6 +47,9 @@ WRITTEN_TABLES = (
     "anomaly_consensus",
 )
 SESSIONS_PER_YEAR = 252
+
+if TYPE_CHECKING:  # dagster is imported in the worker only, where the pipeline runs
+    import dagster as dg
 
 
 @dataclass
@@ -107,7 +111,7 @@ def worker(spec: Mapping[str, object]) -> dict[str, object]:
     }
 
 
-def _stages(instance: object, run_ids: Sequence[str]) -> dict[str, float]:
+def _stages(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> dict[str, float]:
     """Seconds per report stage, from the `seconds_*` metadata of each run's materializations,
     plus `bookkeeping`: the rest of the time inside the assets (windows, metadata)."""
     import dagster as dg
@@ -115,7 +119,7 @@ def _stages(instance: object, run_ids: Sequence[str]) -> dict[str, float]:
     stages: dict[str, float] = {}
     inside_steps = 0.0
     for run_id in run_ids:
-        records = instance.get_records_for_run(run_id, limit=1_000_000).records  # type: ignore[attr-defined]
+        records = instance.get_records_for_run(run_id, limit=1_000_000).records
         started: dict[str, float] = {}
         timed: set[str] = set()
         for record in records:

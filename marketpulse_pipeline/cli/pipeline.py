@@ -147,13 +147,8 @@ def _materialize(settings: Settings, symbols: Sequence[str], start: dt.date, end
 
 def _print_summary(url: str, symbols: Sequence[str], start: dt.date, end: dt.date) -> None:
     from marketpulse_pipeline.storage.database import connect
-    from marketpulse_pipeline.storage.tables import (
-        REJECTED_PRICES,
-        STOCK_PRICES,
-        anomalies_per_method,
-        strongest_consensus,
-        table_summary,
-    )
+    from marketpulse_pipeline.storage.queries import anomalies_per_method, strongest_consensus
+    from marketpulse_pipeline.storage.tables import REJECTED_PRICES, STOCK_PRICES, table_summary
 
     with connect(url) as conn:
         sections = {

@@ -432,30 +432,3 @@ def read_market(
     features = read_window(conn, PRICE_FEATURES, history)
     market = prices.merge(features, on=["symbol", "timestamp"], how="inner", validate="1:1")
     return market.assign(in_window=inside_windows(market, windows))
-
-
-def anomalies_per_method(
-    conn: psycopg.Connection, symbols: Iterable[str], start: dt.date, end: dt.date
-) -> pd.DataFrame:
-    """How many anomalies each method found for the symbols between two days."""
-    rows = conn.execute(
-        "SELECT method, count(*) FROM anomalies"
-        ' WHERE symbol = ANY(%s) AND "timestamp" BETWEEN %s AND %s GROUP BY method ORDER BY method',
-        [list(symbols), start, end],
-    ).fetchall()
-    return pd.DataFrame(rows, columns=["method", "anomalies"])
-
-
-def strongest_consensus(
-    conn: psycopg.Connection, symbols: Iterable[str], start: dt.date, end: dt.date, limit: int = 5
-) -> pd.DataFrame:
-    """The consensus anomalies with the highest combined severity."""
-    rows = conn.execute(
-        "SELECT symbol, \"timestamp\", votes, array_to_string(methods, ','),"
-        " round(severity::numeric, 2),"
-        " strongest_type FROM anomaly_consensus WHERE is_consensus AND symbol = ANY(%s)"
-        ' AND "timestamp" BETWEEN %s AND %s ORDER BY severity DESC, symbol, "timestamp" LIMIT %s',
-        [list(symbols), start, end, limit],
-    ).fetchall()
-    columns = ["symbol", "timestamp", "votes", "methods", "severity", "strongest_type"]
-    return pd.DataFrame(rows, columns=columns)
