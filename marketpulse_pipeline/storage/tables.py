@@ -76,55 +76,6 @@ PRICE_FEATURES = Table(
     (("symbol", "text"), ("timestamp", "date"), *((name, "float8") for name in FEATURE_COLUMNS)),
 )
 ANOMALIES = Table(
-    "injected_anomalies",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        ("kind", "text"),
-        ("magnitude", "float8"),
-        ("duration", "int4"),
-    ),
-)
-REJECTED_PRICES = Table(
-    "rejected_prices",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        *((name, "text") for name in ("open", "high", "low", "close", "volume")),
-        ("source", "text"),
-        ("source_ref", "text"),
-        ("reason", "text"),
-        ("run_id", "text"),
-    ),
-)
-
-
-PRICE_FEATURES = Table(
-    "price_features",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        *(
-            (name, "float8")
-            for name in (
-                "return_pct",
-                "log_return",
-                "volume_change_pct",
-                "range_pct",
-                "gap_pct",
-                "sma_20",
-                "rsi_14",
-                "bb_middle",
-                "bb_upper",
-                "bb_lower",
-                "bb_percent_b",
-                "rsi_avg_gain",
-                "rsi_avg_loss",
-            )
-        ),
-    ),
-)
-ANOMALIES = Table(
     "anomalies",
     (
         ("id", "int8"),
