@@ -80,38 +80,41 @@ def run_pipeline(
         if day is not None
     }
     run_config = {"resources": {"window": {"config": window}}, **_QUIET}
-    outcomes = []
-    for chunk in contiguous_ranges(ordered, symbols):
-        run_id = str(uuid.uuid4())
-        outcome = RunOutcome(run_id=run_id, symbols=chunk, success=False)
-        instance.add_event_listener(run_id, _reporter(outcome, progress))
-        progress(f"run {run_id[:8]}: {chunk[0]}..{chunk[-1]} ({len(chunk)} symbols)")
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
-            tags={
+    outcomes = [
+        _launch(
+            job,
+            instance,
+            progress,
+            chunk,
+            run_config,
+            {
                 "dagster/asset_partition_range_start": chunk[0],
                 "dagster/asset_partition_range_end": chunk[-1],
             },
         )
-        outcome.success = result.success
-        outcomes.append(outcome)
-    outcomes.append(_run_quality(defs, instance, progress))
+        for chunk in contiguous_ranges(ordered, symbols)
+    ]
+    # Then score the detectors once, over every symbol (the daemon's sensor does this too).
+    outcomes.append(_launch(defs.resolve_job_def(QUALITY_JOB), instance, progress, [], _QUIET, {}))
     return outcomes
 
 
-def _run_quality(
-    defs: dg.Definitions, instance: dg.DagsterInstance, progress: ProgressFn
+def _launch(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    progress: ProgressFn,
+    symbols: list[str],
+    run_config: dict,
+    tags: dict[str, str],
 ) -> RunOutcome:
-    """Score the detectors once all symbol runs are done (the daemon's sensor does this too)."""
+    """One in-process run, reporting its steps as they finish."""
     run_id = str(uuid.uuid4())
-    outcome = RunOutcome(run_id=run_id, symbols=[], success=False)
+    outcome = RunOutcome(run_id=run_id, symbols=symbols, success=False)
     instance.add_event_listener(run_id, _reporter(outcome, progress))
-    progress(f"run {run_id[:8]}: detection quality")
-    result = defs.resolve_job_def(QUALITY_JOB).execute_in_process(
-        run_config=_QUIET, instance=instance, run_id=run_id, raise_on_error=False
+    what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
+    progress(f"run {run_id[:8]}: {what}")
+    result = job.execute_in_process(
+        run_config=run_config, instance=instance, run_id=run_id, raise_on_error=False, tags=tags
     )
     outcome.success = result.success
     return outcome
@@ -128,7 +131,7 @@ def _reporter(outcome: RunOutcome, progress: ProgressFn) -> Callable[[dg.EventLo
             error = event.step_failure_data.error
             while (
                 error is not None and error.cause is not None
-            ):  # the user's error, not Dagster's wrapper
+            ):  # the user's error, not the wrapper
                 error = error.cause
             message = error.message.strip() if error else "failed"
             outcome.failures.append(f"{event.step_key}: {message}")
