@@ -203,9 +203,12 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Serie
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases.dropna(subset=["index"])
-    else:
-        return pd.Series(dtype="str")
+        return _reasons(schema, errors)
+    return pd.Series(dtype="str")
+
+
+def _reasons(schema: pa.DataFrameSchema, errors: pa.errors.SchemaErrors) -> pd.Series:
+    cases = errors.failure_cases.dropna(subset=["index"])
     # Pandera reports a check by its error text when it has one, else by its name.
     frame_checks = {check.error or check.name for check in schema.checks}
     texts = []
@@ -228,12 +231,17 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Serie
 
 
 def validated(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` checked against `model`; a failure names the model, the count and sample reasons.
-
-    For computed tables a failure is a bug, never data to quarantine: nothing is written.
+    """`frame` checked against `model` (once); a failure names the model, the count and sample
+    reasons. For computed tables a failure is a bug, never data to quarantine: nothing is written.
     """
-    reasons = failure_reasons(model.to_schema(), frame.reset_index(drop=True))
-    if len(reasons):
+    schema = model.to_schema()
+    try:
+        return schema.validate(frame.reset_index(drop=True), lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        reasons = _reasons(schema, errors)
+        if not len(reasons):
+            raise  # a whole-frame problem (a missing column, a wrong type) explains itself
         sample = "; ".join(f"row {i}: {reason}" for i, reason in reasons.head(5).items())
-        raise ValueError(f"{model.__name__}: {len(reasons)} rows fail validation ({sample})")
-    return model.validate(frame)
+        raise ValueError(
+            f"{model.__name__}: {len(reasons)} rows fail validation ({sample})"
+        ) from None

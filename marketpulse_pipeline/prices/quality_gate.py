@@ -49,16 +49,17 @@ def _arrival_schema() -> pa.DataFrameSchema:
 
 
 ARRIVAL_SCHEMA = _arrival_schema()
+_STORED_COLUMNS = list(ARRIVAL_SCHEMA.columns)
 
 
 def gate_bars(raw: pd.DataFrame, windows: Mapping[str, SessionWindow], source: str) -> GateResult:
     """Split the raw bars of `windows` into stored and rejected rows, and list the gaps."""
     arrived = raw.reset_index(drop=True).assign(source=source)
     _check_requested(arrived, windows, source)
-    reasons = failure_reasons(ARRIVAL_SCHEMA, arrived[list(StockPrices.to_schema().columns)])
+    reasons = failure_reasons(ARRIVAL_SCHEMA, arrived[_STORED_COLUMNS])
     refused = arrived.index.isin(reasons.index)
 
-    stored = arrived.loc[~refused, list(StockPrices.to_schema().columns)]
+    stored = arrived.loc[~refused, _STORED_COLUMNS]
     stored = StockPrices.validate(stored.astype({"volume": "Int64"}).reset_index(drop=True))
 
     rejected = arrived.loc[refused, ["symbol", "timestamp", "source", "source_ref"]].assign(
