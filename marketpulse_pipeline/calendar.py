@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -29,14 +29,6 @@ def nyse() -> xcals.ExchangeCalendar:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         return xcals.get_calendar(EXCHANGE, start=EARLIEST_SESSION.isoformat())
-
-
-def to_session_index(values: Iterable[object]) -> pd.DatetimeIndex:
-    """Dates as a tz-naive, nanosecond DatetimeIndex: the one representation frames use."""
-    index = pd.DatetimeIndex(pd.to_datetime(values))
-    if index.tz is not None:
-        index = index.tz_localize(None)
-    return index.normalize().as_unit("ns")
 
 
 def is_session(day: dt.date) -> bool:
@@ -60,15 +52,23 @@ def sessions_between(start: dt.date, end: dt.date) -> pd.DatetimeIndex:
 
 
 def session_offset(day: dt.date, count: int) -> dt.date:
-    """The session `count` sessions after (or, negative, before) the session on or after `day`."""
-    calendar = nyse()
-    anchor = calendar.date_to_session(pd.Timestamp(day), direction="next")
-    return calendar.session_offset(anchor, count).date()
+    """The session `count` sessions after (or, negative, before) the session on or after `day`,
+    clamped to the calendar's range: a look-back from early history starts at its first session.
+    """
+    sessions = nyse().sessions
+    anchor = sessions.searchsorted(pd.Timestamp(max(day, EARLIEST_SESSION)))
+    position = min(max(anchor + count, 0), len(sessions) - 1)
+    return sessions[position].date()
 
 
 def next_session(day: dt.date) -> dt.date:
     """The first session strictly after `day`."""
-    return nyse().date_to_session(pd.Timestamp(day) + pd.Timedelta(days=1), "next").date()
+    return session_offset(day + dt.timedelta(days=1), 0)
+
+
+def previous_session(day: dt.date) -> dt.date:
+    """The last session strictly before `day` (the calendar's first session at the earliest)."""
+    return session_offset(day, -1)
 
 
 def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
@@ -97,62 +97,8 @@ class SessionWindow:
     def sessions(self) -> pd.DatetimeIndex:
         return sessions_between(self.start, self.end)
 
-    def with_lookback(self, sessions: int) -> SessionWindow:
-        """The same window widened to include `sessions` earlier trading days of history."""
-        if sessions <= 0 or self.is_empty:
-            return self
-        return SessionWindow(max(session_offset(self.start, -sessions), EARLIEST_SESSION), self.end)
-
     def __str__(self) -> str:
         return f"{self.start}..{self.end}"
-
-
-def resolve_windows(
-    symbols: Iterable[str],
-    last_stored: Mapping[str, dt.date | None],
-    *,
-    first_day: dt.date,
-    as_of: dt.date,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-) -> dict[str, SessionWindow]:
-    """The window each symbol processes.
-
-    An explicit `start`/`end` re-runs or back-fills that range. Otherwise a symbol catches up:
-    from the session after its last stored day (or `first_day` when it has none) through
-    `as_of`, so a daily run processes one day and a run after an outage fills every missed day.
-    """
-    windows = {}
-    for symbol in symbols:
-        stored = last_stored.get(symbol)
-        catch_up = next_session(stored) if stored else first_day
-        windows[symbol] = SessionWindow(start or catch_up, end or as_of)
-    return windows
-
-
-def follow_windows(
-    symbols: Iterable[str],
-    processed: Mapping[str, SessionWindow | None],
-    upstream: Mapping[str, SessionWindow | None],
-    *,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-) -> dict[str, SessionWindow]:
-    """The window each symbol processes in an asset computed from an upstream table.
-
-    An explicit `start`/`end` re-runs or back-fills that range. Otherwise the asset catches up
-    with its upstream: from the session after the span it has processed (or where the upstream
-    starts) through the last session the upstream has processed.
-    """
-    windows = {}
-    for symbol in symbols:
-        source, done = upstream.get(symbol), processed.get(symbol)
-        if source is None:
-            default = SessionWindow(EARLIEST_SESSION, EARLIEST_SESSION - dt.timedelta(days=1))
-        else:
-            default = SessionWindow(next_session(done.end) if done else source.start, source.end)
-        windows[symbol] = SessionWindow(start or default.start, end or default.end)
-    return windows
 
 
 def missing_sessions(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
@@ -171,10 +117,9 @@ def inside_windows(frame: pd.DataFrame, windows: Mapping[str, SessionWindow]) ->
     """Whether each row's `timestamp` lies inside its `symbol`'s window (False for others)."""
     symbols = list(windows)
     position = pd.Index(symbols).get_indexer(frame["symbol"])
-    starts = np.array(
-        [np.datetime64(windows[s].start, "ns") for s in symbols] + [np.datetime64("NaT")]
-    )
-    ends = np.array([np.datetime64(windows[s].end, "ns") for s in symbols] + [np.datetime64("NaT")])
-    stamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+    never = np.datetime64("NaT", "D")
+    starts = np.array([np.datetime64(windows[s].start, "D") for s in symbols] + [never])
+    ends = np.array([np.datetime64(windows[s].end, "D") for s in symbols] + [never])
+    stamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
     inside = (stamps >= starts[position]) & (stamps <= ends[position])  # -1 picks NaT: False
     return pd.Series(inside, index=frame.index)

@@ -40,6 +40,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[build_daily_schedule(daily_job, symbols)],
         sensors=[build_automation_sensor()],
         resources=build_resources(settings),
+        # One process per run: the run's lock on its symbols (see PostgresResource) lives in it,
+        # and the steps are too short to gain from a process each.
+        executor=dg.in_process_executor,
     )
 
 

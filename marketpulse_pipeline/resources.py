@@ -1,40 +1,88 @@
 """Dagster resources: the database, the price source and the processing window.
 
-Their fields are the `MARKETPULSE_*` settings, shown in the Dagster UI; values that come from
-the environment are wired with `EnvVar`, so a URL with a password is never displayed or stored.
+Their values come from `Settings` (the `MARKETPULSE_*` environment, validated once) and show in
+the Dagster UI; the database URL is wired with `EnvVar`, so a password is never displayed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import psycopg
-from pydantic import Field
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from marketpulse_pipeline.calendar import SessionWindow, latest_completed_session, resolve_windows
-from marketpulse_pipeline.settings import Settings, default_start_date, parse_date
+from marketpulse_pipeline.calendar import latest_completed_session
+from marketpulse_pipeline.session_plan import PriceRequest
+from marketpulse_pipeline.settings import (
+    Settings,
+    normalise_database_url,
+    parse_date,
+    parse_moment,
+)
 from marketpulse_pipeline.sources import CsvSource, PriceSource, SampleSource, SyntheticSource
 from marketpulse_pipeline.storage.database import connect, resolve_url
+from marketpulse_pipeline.storage.status import record_outcome
+from marketpulse_pipeline.storage.symbol_locks import SymbolLocks
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """The PostgreSQL server holding MarketPulse's tables."""
+    """The PostgreSQL server holding MarketPulse's tables, and the run's lock on its symbols."""
 
     url: str = Field(
         default="",
         description="MARKETPULSE_DATABASE_URL; empty: the embedded server under `home`",
     )
     home: str = Field(default="~/.marketpulse", description="MARKETPULSE_HOME")
+    lock_wait_seconds: float = Field(
+        default=900.0,
+        description="How long a run waits for another run that is processing one of its symbols",
+    )
+    _locks: SymbolLocks | None = PrivateAttr(default=None)
+
+    def resolved_url(self) -> str:
+        url = normalise_database_url(self.url) if self.url else None
+        return resolve_url(url, Path(self.home).expanduser())
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        with connect(resolve_url(self.url or None, Path(self.home).expanduser())) as conn:
+        with connect(self.resolved_url()) as conn:
             yield conn
+
+    def hold_symbols(self, context: dg.AssetExecutionContext) -> None:
+        """Lock the run's symbols until the run ends: another run on them waits (one writer per
+        symbol). Runs execute in one process (the in-process executor), so the lock taken by the
+        first step covers every later one."""
+        if self._locks is None:
+            self._locks = SymbolLocks(self.resolved_url(), context.run.run_id)
+        self._locks.acquire(context.partition_keys, self.lock_wait_seconds, context.log.warning)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._locks is not None:
+            self._locks.release()
+            self._locks = None
+
+    @contextmanager
+    def outcome(self, context: dg.AssetExecutionContext, asset: str) -> Iterator[list[str]]:
+        """Record how this step ended for each symbol (read by `pipeline_health`): appending a
+        message to the yielded list marks it failed although it raised nothing."""
+        problems: list[str] = []
+        try:
+            yield problems
+        except BaseException as error:
+            self._record(context, asset, _one_line(error))
+            raise
+        self._record(context, asset, "; ".join(problems) or None)
+
+    def _record(self, context: dg.AssetExecutionContext, asset: str, failure: str | None) -> None:
+        try:
+            with self.connect() as conn:
+                record_outcome(conn, asset, context.partition_keys, context.run.run_id, failure)
+        except psycopg.Error as error:  # the original failure matters more than its record
+            context.log.warning(f"could not record the outcome of {asset}: {_one_line(error)}")
 
 
 class PriceSourceResource(dg.ConfigurableResource):
@@ -49,7 +97,7 @@ class PriceSourceResource(dg.ConfigurableResource):
         default=0.01, description="Share of symbol-days the synthetic source plants an anomaly on"
     )
     first_day: str = Field(
-        default="", description="MARKETPULSE_START_DATE; empty: about two years back"
+        description="MARKETPULSE_START_DATE: the first day loaded for a symbol with no prices"
     )
 
     def build(self) -> PriceSource:
@@ -62,69 +110,80 @@ class PriceSourceResource(dg.ConfigurableResource):
         raise ValueError(f"unknown price source {self.kind!r}; use synthetic, csv or sample")
 
     def first_session(self) -> dt.date:
-        if not self.first_day:
-            return default_start_date()
         return parse_date(self.first_day, "price_source.first_day")
 
 
 class WindowResource(dg.ConfigurableResource):
-    """Which trading days a run processes for each symbol.
+    """Which trading days a run loads prices for; computed assets always catch up with them.
 
     Leave `start` and `end` empty to catch up: from the day after the symbol's last stored day
-    through `as_of`. Set them (launchpad or `marketpulse backfill`) to re-run or back-fill a range.
+    through `as_of`. Set them (launchpad or `marketpulse backfill`) to re-load a range; a range
+    that would leave a hole before or after the stored history is widened to meet it.
     """
 
-    start: str | None = Field(default=None, description="First session to process (YYYY-MM-DD)")
-    end: str | None = Field(default=None, description="Last session to process (YYYY-MM-DD)")
+    start: str | None = Field(default=None, description="First session to load (YYYY-MM-DD)")
+    end: str | None = Field(
+        default=None,
+        description="Last session to load (YYYY-MM-DD); at most the latest completed session",
+    )
     as_of: str | None = Field(
-        default=None, description="Process through this day; empty: the latest completed session"
+        default=None,
+        description="Catch up through this day (the schedule's tick); never past the latest"
+        " completed session; empty: the latest completed session",
+    )
+    now: str | None = Field(
+        default=None,
+        description="MARKETPULSE_NOW: the clock that decides the latest completed session"
+        " (tests, reproducible runs); empty: the system clock",
     )
 
-    def as_of_session(self) -> dt.date:
-        return parse_date(self.as_of, "window.as_of") if self.as_of else latest_completed_session()
+    @field_validator("start", "end", "as_of")
+    @classmethod
+    def _a_date(cls, text: str | None) -> str | None:
+        if text:
+            parse_date(text, "window")
+        return text or None
 
-    def explicit(self) -> tuple[dt.date | None, dt.date | None]:
-        """The `start` and `end` given in run config, if any."""
-        start = parse_date(self.start, "window.start") if self.start else None
-        end = parse_date(self.end, "window.end") if self.end else None
-        if start and end and start > end:
-            raise ValueError(f"window.start {start} is after window.end {end}")
-        return start, end
+    @model_validator(mode="after")
+    def _a_window(self) -> WindowResource:
+        self.request().check(self.latest())
+        return self
 
-    def resolve(
-        self,
-        symbols: Sequence[str],
-        last_stored: Mapping[str, dt.date | None],
-        first_day: dt.date,
-    ) -> dict[str, SessionWindow]:
-        start, end = self.explicit()
-        return resolve_windows(
-            symbols,
-            last_stored,
-            first_day=first_day,
-            as_of=self.as_of_session(),
-            start=start,
-            end=end,
+    def latest(self) -> dt.date:
+        """The latest completed NYSE session: nothing after it is ever loaded."""
+        return latest_completed_session(parse_moment(self.now, "window.now") if self.now else None)
+
+    def request(self) -> PriceRequest:
+        def day(text: str | None, name: str) -> dt.date | None:
+            return parse_date(text, f"window.{name}") if text else None
+
+        return PriceRequest(
+            day(self.start, "start"), day(self.end, "end"), day(self.as_of, "as_of")
         )
 
 
-def _from_env(name: str, default: str) -> str | dg.EnvVar:
-    """`EnvVar(name)` when the variable is set (the UI shows its name, not its value)."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+def _one_line(error: BaseException) -> str:
+    """The root cause of a failure, on one line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = " ".join(str(error).split())
+    if isinstance(error, ValueError) and text:  # our own refusals explain themselves
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    # `settings` has validated the environment; the resources read the same variables.
+    """The resources of a code location, all from one `Settings`."""
     return {
         "database": PostgresResource(
-            url=_from_env("MARKETPULSE_DATABASE_URL", ""),
-            home=_from_env("MARKETPULSE_HOME", str(settings.home)),
+            url=dg.EnvVar("MARKETPULSE_DATABASE_URL") if settings.database_url else "",
+            home=str(settings.home),
         ),
         "price_source": PriceSourceResource(
             kind=settings.source,
             csv_dir=str(settings.csv_dir or ""),
             seed=settings.seed,
-            first_day=_from_env("MARKETPULSE_START_DATE", ""),
+            first_day=settings.start_date.isoformat(),
         ),
-        "window": WindowResource(),
+        "window": WindowResource(now=settings.now.isoformat() if settings.now else None),
     }

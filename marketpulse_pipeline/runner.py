@@ -5,6 +5,7 @@ subset is one run per contiguous stretch of it.
 """
 
 import datetime as dt
+import logging
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,7 +17,12 @@ import dagster as dg
 from marketpulse_pipeline.automation import DAILY_JOB, QUALITY_JOB
 
 ProgressFn = Callable[[str], None]
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _console(verbose: bool) -> dict:
+    """Dagster's own console log: its tracebacks only when asked for (`--verbose`)."""
+    level = "DEBUG" if verbose else "CRITICAL"
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
 @dataclass
@@ -25,6 +31,7 @@ class RunOutcome:
     symbols: list[str]
     success: bool
     failures: list[str] = field(default_factory=list)
+    """One line per failed step or check: what failed, for which symbols, and the root cause."""
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -70,8 +77,13 @@ def run_pipeline(
     end: dt.date | None = None,
     as_of: dt.date | None = None,
     progress: ProgressFn = print,
+    verbose: bool = False,
+    log_dir: Path | None = None,
 ) -> list[RunOutcome]:
-    """Materialize every asset for `symbols` over the window, showing progress as steps finish."""
+    """Materialize every asset for `symbols` over the window, showing progress as steps finish.
+
+    A failed step's full error (with its traceback) goes to `log_dir/<run id>.log` when given.
+    """
     job = defs.resolve_job_def(DAILY_JOB)
     ordered = job.partitions_def.get_partition_keys()
     window = {
@@ -79,12 +91,12 @@ def run_pipeline(
         for name, day in (("start", start), ("end", end), ("as_of", as_of))
         if day is not None
     }
-    run_config = {"resources": {"window": {"config": window}}, **_QUIET}
+    run_config = {"resources": {"window": {"config": window}}, **_console(verbose)}
     outcomes = [
         _launch(
             job,
             instance,
-            progress,
+            _Reporter(progress, log_dir),
             chunk,
             run_config,
             {
@@ -95,14 +107,23 @@ def run_pipeline(
         for chunk in contiguous_ranges(ordered, symbols)
     ]
     # Then score the detectors once, over every symbol (the daemon's sensor does this too).
-    outcomes.append(_launch(defs.resolve_job_def(QUALITY_JOB), instance, progress, [], _QUIET, {}))
+    outcomes.append(
+        _launch(
+            defs.resolve_job_def(QUALITY_JOB),
+            instance,
+            _Reporter(progress, log_dir),
+            [],
+            _console(verbose),
+            {},
+        )
+    )
     return outcomes
 
 
 def _launch(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
-    progress: ProgressFn,
+    reporter: "_Reporter",
     symbols: list[str],
     run_config: dict,
     tags: dict[str, str],
@@ -110,37 +131,75 @@ def _launch(
     """One in-process run, reporting its steps as they finish."""
     run_id = str(uuid.uuid4())
     outcome = RunOutcome(run_id=run_id, symbols=symbols, success=False)
-    instance.add_event_listener(run_id, _reporter(outcome, progress))
+    reporter.outcome = outcome
+    instance.add_event_listener(run_id, reporter)
     what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
-    progress(f"run {run_id[:8]}: {what}")
+    reporter.progress(f"run {run_id[:8]}: {what}")
     result = job.execute_in_process(
         run_config=run_config, instance=instance, run_id=run_id, raise_on_error=False, tags=tags
     )
     outcome.success = result.success
+    if not result.success and not outcome.failures:
+        outcome.failures.append(f"run {run_id[:8]} failed before its steps started")
     return outcome
 
 
-def _reporter(outcome: RunOutcome, progress: ProgressFn) -> Callable[[dg.EventLogEntry], None]:
-    def report(entry: dg.EventLogEntry) -> None:
+class _Reporter:
+    """Turns a run's events into progress lines and one-line failures; full errors go to a log."""
+
+    def __init__(self, progress: ProgressFn, log_dir: Path | None) -> None:
+        self.progress = progress
+        self.log_dir = log_dir
+        self.outcome: RunOutcome | None = None
+
+    def __call__(self, entry: dg.EventLogEntry) -> None:
         event = entry.dagster_event
-        if event is None:
+        if self.outcome is None:
             return
+        if event is None:  # the pipeline's own log: warnings are for the user
+            if entry.level >= logging.WARNING:
+                self.progress(f"  ! {entry.user_message}")
+            return
+        where = _symbols(self.outcome.symbols)
         if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
-            progress(f"  ✓ {event.step_key}")
+            self.progress(f"  ✓ {event.step_key}")
+        elif event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+            self.progress(f"  ↻ {event.step_key}: retrying after a transient database error")
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
-            while (
-                error is not None and error.cause is not None
-            ):  # the user's error, not the wrapper
-                error = error.cause
-            message = error.message.strip() if error else "failed"
-            outcome.failures.append(f"{event.step_key}: {message}")
-            progress(f"  ✗ {event.step_key}: {message}")
+            root = error
+            while root is not None and root.cause is not None:  # the user's error, not wrappers
+                root = root.cause
+            message = " ".join(root.message.split()) if root else "failed"
+            line = f"{event.step_key}{where}: {message}"
+            self.outcome.failures.append(line)
+            self.progress(f"  ✗ {line}")
+            self._log(entry, error.to_string() if error else message)
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.asset_check_evaluation_data
             if not check.passed:
-                progress(
-                    f"  ! check {check.check_name} on {check.asset_key.to_user_string()} failed"
-                )
+                line = f"check {check.check_name} on {check.asset_key.to_user_string()}{where}"
+                summary = check.metadata.get("summary")
+                if summary is not None:
+                    line += f": {summary.value}"
+                self.outcome.failures.append(line)
+                self.progress(f"  ! {line}")
 
-    return report
+    def _log(self, entry: dg.EventLogEntry, text: str) -> None:
+        if self.log_dir is None or self.outcome is None:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with log_path(self.log_dir, self.outcome.run_id).open("a", encoding="utf-8") as log:
+            log.write(f"--- {entry.step_key} at {dt.datetime.fromtimestamp(entry.timestamp)}\n")
+            log.write(text + "\n")
+
+
+def log_path(log_dir: Path, run_id: str) -> Path:
+    """Where a failed run's full errors are."""
+    return log_dir / f"{run_id}.log"
+
+
+def _symbols(symbols: list[str]) -> str:
+    if not symbols:
+        return ""
+    return f" [{symbols[0]}]" if len(symbols) == 1 else f" [{symbols[0]}..{symbols[-1]}]"

@@ -13,10 +13,10 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import follow
+from marketpulse_pipeline.assets.windows import catch_up
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
-from marketpulse_pipeline.resources import PostgresResource, WindowResource
+from marketpulse_pipeline.resources import PostgresResource
 from marketpulse_pipeline.schemas import Anomalies, validated
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
@@ -52,14 +52,16 @@ def build_anomaly_asset(
         **per_symbol(partitions),
     )
     def anomalies(
-        context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource
+        context: dg.AssetExecutionContext, database: PostgresResource
     ) -> dg.MaterializeResult:
         params = detector.params(**context.op_execution_context.op_config)
         symbols = context.partition_keys
         where = {"method": method}
         clock = Stopwatch()
-        with database.connect() as conn:
-            windows = follow(conn, window, ANOMALIES, [(PRICE_FEATURES, None)], symbols, where)
+        with database.outcome(context, anomaly_asset_name(method)), database.connect() as conn:
+            database.hold_symbols(context)
+            plans = catch_up(conn, ANOMALIES, [(PRICE_FEATURES, None)], symbols, where)
+            windows = {s: plan.compute for s, plan in plans.items()}
             live = {s: w for s, w in windows.items() if not w.is_empty}
             history = {
                 s: SessionWindow(detector.history_start(params, w.start), w.end)
@@ -72,7 +74,14 @@ def build_anomaly_asset(
             with clock.stage("validation"):
                 found = validated(Anomalies, found)
             with clock.stage("write"):
-                replace_window(conn, ANOMALIES, found, windows, where=where)
+                replace_window(
+                    conn,
+                    ANOMALIES,
+                    found,
+                    {s: plan.replaced for s, plan in plans.items()},
+                    where=where,
+                    valid={s: plan.valid_through for s, plan in plans.items()},
+                )
         report_partitions(context, windows, {"anomalies_found": found})
         return dg.MaterializeResult(
             metadata={

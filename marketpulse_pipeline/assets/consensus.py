@@ -11,10 +11,10 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import follow
+from marketpulse_pipeline.assets.windows import catch_up
 from marketpulse_pipeline.consensus import consensus
 from marketpulse_pipeline.detectors import METHODS
-from marketpulse_pipeline.resources import PostgresResource, WindowResource
+from marketpulse_pipeline.resources import PostgresResource
 from marketpulse_pipeline.schemas import AnomalyConsensus, validated
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
@@ -48,19 +48,26 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         context: dg.AssetExecutionContext,
         config: ConsensusConfig,
         database: PostgresResource,
-        window: WindowResource,
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
         clock = Stopwatch()
-        with database.connect() as conn:
+        with database.outcome(context, "anomaly_consensus"), database.connect() as conn:
+            database.hold_symbols(context)
             upstreams = [(ANOMALIES, {"method": method}) for method in METHODS]
-            windows = follow(conn, window, ANOMALY_CONSENSUS, upstreams, symbols)
+            plans = catch_up(conn, ANOMALY_CONSENSUS, upstreams, symbols)
+            windows = {s: plan.compute for s, plan in plans.items()}
             with clock.stage("read"):
                 found = read_window(conn, ANOMALIES, windows)
             with clock.stage("compute"):
                 agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
             with clock.stage("write"):
-                replace_window(conn, ANOMALY_CONSENSUS, agreed, windows)
+                replace_window(
+                    conn,
+                    ANOMALY_CONSENSUS,
+                    agreed,
+                    {s: plan.replaced for s, plan in plans.items()},
+                    valid={s: plan.valid_through for s, plan in plans.items()},
+                )
         report_partitions(context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]})
         return dg.MaterializeResult(
             metadata={

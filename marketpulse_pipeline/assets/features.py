@@ -13,7 +13,7 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import follow
+from marketpulse_pipeline.assets.windows import catch_up
 from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     SessionWindow,
@@ -21,7 +21,7 @@ from marketpulse_pipeline.calendar import (
     session_offset,
 )
 from marketpulse_pipeline.features.indicators import WilderState, compute_features
-from marketpulse_pipeline.resources import PostgresResource, WindowResource
+from marketpulse_pipeline.resources import PostgresResource
 from marketpulse_pipeline.schemas import PriceFeatures, validated
 from marketpulse_pipeline.storage.tables import (
     PRICE_FEATURES,
@@ -39,8 +39,9 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         description=(
             "Returns (%, log), volume change, range, gap, SMA(20), RSI(14) and Bollinger(20, 2)"
             " per symbol and session. Indicators are defined over the symbol's whole stored"
-            " history up to each day (RSI resumes from the Wilder state stored on the previous"
-            " row), TA-Lib conventions; warm-up rows are NULL."
+            " history up to each day (RSI resumes from the Wilder state stored on the last valid"
+            " row), TA-Lib conventions; warm-up rows are NULL. Recomputes every session from"
+            " the first whose prices changed."
         ),
         group_name="features",
         kinds=KINDS,
@@ -49,12 +50,14 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         **per_symbol(partitions),
     )
     def price_features(
-        context: dg.AssetExecutionContext, database: PostgresResource, window: WindowResource
+        context: dg.AssetExecutionContext, database: PostgresResource
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
         clock = Stopwatch()
-        with database.connect() as conn:
-            windows = follow(conn, window, PRICE_FEATURES, [(STOCK_PRICES, None)], symbols)
+        with database.outcome(context, "price_features"), database.connect() as conn:
+            database.hold_symbols(context)
+            plans = catch_up(conn, PRICE_FEATURES, [(STOCK_PRICES, None)], symbols)
+            windows = {s: plan.compute for s, plan in plans.items()}
             live = {s: w for s, w in windows.items() if not w.is_empty}
             with clock.stage("read"):
                 resume = _stored_rsi_state(conn, live)
@@ -65,7 +68,13 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             with clock.stage("validation"):
                 features = validated(PriceFeatures, features)
             with clock.stage("write"):
-                replace_window(conn, PRICE_FEATURES, features, windows)
+                replace_window(
+                    conn,
+                    PRICE_FEATURES,
+                    features,
+                    {s: plan.replaced for s, plan in plans.items()},
+                    valid={s: plan.valid_through for s, plan in plans.items()},
+                )
         report_partitions(context, windows, {"rows_written": features})
         return dg.MaterializeResult(
             metadata={

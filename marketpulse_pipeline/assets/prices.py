@@ -20,15 +20,18 @@ from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missi
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
 from marketpulse_pipeline.schemas import InjectedAnomalies, StockPrices
+from marketpulse_pipeline.session_plan import PlanError, mixed_sources, price_plans
 from marketpulse_pipeline.sources.base import fetch_bars, fetch_injected
 from marketpulse_pipeline.storage.tables import (
     INJECTED_ANOMALIES,
     REJECTED_PRICES,
     STOCK_PRICES,
-    last_sessions,
     read_window,
+    replace_prices,
     replace_window,
     span_counts,
+    stored_sources,
+    stored_spans,
 )
 
 GAP_CHECK = "every_session_has_a_bar"
@@ -97,22 +100,45 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         symbols = context.partition_keys
         source = price_source.build()
         clock = Stopwatch()
-        with database.connect() as conn:
-            windows = window.resolve(
-                symbols, last_sessions(conn, STOCK_PRICES, symbols), price_source.first_session()
+        with database.outcome(context, "stock_prices") as problems, database.connect() as conn:
+            database.hold_symbols(context)
+            plans = price_plans(
+                symbols,
+                stored_spans(conn, STOCK_PRICES, symbols),
+                window.request(),
+                first_day=price_source.first_session(),
+                latest=window.latest(),
             )
+            mixed = mixed_sources(stored_sources(conn, symbols), plans, source.name)
+            if mixed:
+                raise PlanError(
+                    f"stored prices of {', '.join(mixed)} come from another source than"
+                    f" {source.name!r}, and this window would not replace them all: one"
+                    " symbol's history never mixes sources (use another database, or load"
+                    " the whole stored range from one source)"
+                )
+            for symbol, plan in plans.items():
+                if plan.gap_filled:
+                    context.log.warning(
+                        f"{symbol}: also loading {plan.gap_filled} so that the stored history"
+                        " has no hole"
+                    )
+            windows = {symbol: plan.window for symbol, plan in plans.items()}
             with clock.stage("source"):
                 raw, injected = fetch_bars(source, windows), fetch_injected(source, windows)
             with clock.stage("validation"):
                 gate = gate_bars(raw, windows, source.name)
                 injected = InjectedAnomalies.validate(injected)
             with clock.stage("write"), conn.transaction():
-                replace_window(conn, STOCK_PRICES, gate.stored, windows)
+                changed = replace_prices(conn, gate.stored, windows)
                 rejected = gate.rejected.assign(run_id=context.run.run_id)
                 replace_window(conn, REJECTED_PRICES, rejected, windows)
                 replace_window(conn, INJECTED_ANOMALIES, injected, windows)
             with clock.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
+            gap_check = _gap_check(gaps, config.max_missing_sessions)
+            if not gap_check.passed:
+                problems.append(f"{GAP_CHECK}: {_describe_gaps(gaps)}")
 
         report_partitions(
             context,
@@ -126,7 +152,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         context.log.info(
             f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"
             f" {len(gate.stored)} stored, {len(gate.rejected)} rejected,"
-            f" {len(gaps)} sessions missing"
+            f" {len(gaps)} sessions missing; prices changed for {len(changed)} symbols"
         )
         yield dg.MaterializeResult(
             asset_key="stock_prices",
@@ -135,12 +161,11 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "rows_in": len(gate.stored) + len(gate.rejected),
                 "rows_stored": len(gate.stored),
                 "rows_rejected": len(gate.rejected),
+                "symbols_changed": len(changed),
+                "first_change": min(changed.values()).isoformat() if changed else "none",
                 **clock.metadata(),
             },
-            check_results=[
-                _gap_check(gaps, config.max_missing_sessions),
-                _rejected_check(gate),
-            ],
+            check_results=[gap_check, _rejected_check(gate)],
         )
         yield dg.MaterializeResult(
             asset_key="injected_anomalies", metadata={"anomalies_injected": len(injected)}
@@ -165,6 +190,16 @@ def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow])
     return missing_sessions(stored, spans)
 
 
+def _describe_gaps(gaps: pd.DataFrame) -> str:
+    """The missing sessions in a line: how many per symbol, and the first few."""
+    parts = []
+    for symbol, days in gaps.groupby("symbol")["timestamp"]:
+        shown = ", ".join(f"{d:%Y-%m-%d}" for d in days.head(3))
+        more = f" and {len(days) - 3} more" if len(days) > 3 else ""
+        parts.append(f"{symbol} has no bar for {shown}{more}")
+    return "; ".join(parts)
+
+
 def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
     missing = gaps.groupby("symbol").size()
     offenders = missing[missing > tolerance]
@@ -172,6 +207,7 @@ def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
         check_name=GAP_CHECK,
         passed=offenders.empty,
         metadata={
+            "summary": _describe_gaps(gaps) or "none",
             "sessions_missing": len(gaps),
             "symbols_over_tolerance": ", ".join(offenders.index) or "none",
             "tolerance_per_symbol": tolerance,

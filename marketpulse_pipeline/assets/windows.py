@@ -1,40 +1,44 @@
-"""Which sessions a computed asset processes: the run's explicit window, or catching up with
-what its upstream tables have processed."""
+"""The computed assets' plans, from what the database says about them and their upstreams
+(the decision itself is `session_plan.derived_plans`)."""
 
 from collections.abc import Mapping, Sequence
 
 import psycopg
 
-from marketpulse_pipeline.calendar import SessionWindow, follow_windows
-from marketpulse_pipeline.resources import WindowResource
-from marketpulse_pipeline.storage.tables import Table, processed_spans
+from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.session_plan import DerivedPlan, common_span, derived_plans
+from marketpulse_pipeline.storage.tables import STOCK_PRICES, Table, stored_spans, valid_through
 
 Upstream = tuple[Table, Mapping[str, str] | None]
 
 
-def follow(
+def catch_up(
     conn: psycopg.Connection,
-    window: WindowResource,
     target: Table,
     upstreams: Sequence[Upstream],
     symbols: Sequence[str],
     where: Mapping[str, str] | None = None,
-) -> dict[str, SessionWindow]:
-    """Windows for `target` (or its slice `where`) that every upstream has processed."""
-    processed = processed_spans(conn, target, symbols, where)
-    spans = [processed_spans(conn, table, symbols, slice_) for table, slice_ in upstreams]
-    start, end = window.explicit()
-    return follow_windows(
-        symbols,
-        processed,
-        {symbol: _common([span[symbol] for span in spans]) for symbol in symbols},
-        start=start,
-        end=end,
-    )
+) -> dict[str, DerivedPlan]:
+    """What `target` (or its slice `where`) recomputes for each symbol: from its first invalid
+    session through the last session every upstream is valid for."""
+    prices = stored_spans(conn, STOCK_PRICES, symbols)
+    spans = [
+        prices if table is STOCK_PRICES else _valid_spans(conn, table, slice_, prices)
+        for table, slice_ in upstreams
+    ]
+    upstream = {symbol: common_span(span[symbol] for span in spans) for symbol in symbols}
+    return derived_plans(symbols, valid_through(conn, target, symbols, where), upstream)
 
 
-def _common(spans: list[SessionWindow | None]) -> SessionWindow | None:
-    """The sessions every upstream has processed."""
-    if not spans or any(span is None for span in spans):
-        return None
-    return SessionWindow(max(s.start for s in spans), min(s.end for s in spans))
+def _valid_spans(
+    conn: psycopg.Connection,
+    table: Table,
+    where: Mapping[str, str] | None,
+    prices: Mapping[str, SessionWindow | None],
+) -> dict[str, SessionWindow | None]:
+    """From each symbol's first price through the session its rows in `table` are valid for."""
+    through = valid_through(conn, table, list(prices), where)
+    return {
+        symbol: SessionWindow(span.start, through[symbol]) if span and through[symbol] else None
+        for symbol, span in prices.items()
+    }

@@ -1,4 +1,4 @@
-"""Commands that run the pipeline (demo, backfill) and manage the embedded database."""
+"""Commands that run the pipeline (demo, update, backfill) and manage its database."""
 
 import argparse
 import dataclasses
@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from marketpulse_pipeline.calendar import latest_completed_session, session_offset
+from marketpulse_pipeline.calendar import session_offset
+from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_date, parse_symbols
 
 
@@ -18,13 +19,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="materialize the watchlist's last N sessions (synthetic)"
     )
-    demo.add_argument("--days", type=int, default=250, help="trading days to load (default 250)")
+    demo.add_argument(
+        "--days", type=_days, default=250, help=f"trading days to load, 1..{MAX_DAYS} (default 250)"
+    )
+    _verbose(demo)
     demo.set_defaults(handler=_demo)
 
-    backfill = commands.add_parser("backfill", help="materialize the pipeline for a window of days")
+    update = commands.add_parser(
+        "update",
+        help="what the daily schedule runs: catch every asset of the watchlist up through the"
+        " latest completed session",
+    )
+    _verbose(update)
+    update.set_defaults(handler=_update)
+
+    backfill = commands.add_parser("backfill", help="load prices for a window of days")
     backfill.add_argument("--start", required=True, type=_date, help="first day (YYYY-MM-DD)")
-    backfill.add_argument("--end", type=_date, help="last day (default: latest completed session)")
+    backfill.add_argument(
+        "--end", type=_date, help="last day, at most the latest completed session (the default)"
+    )
     backfill.add_argument("--symbols", type=_symbols, help="comma-separated (default: watchlist)")
+    _verbose(backfill)
     backfill.set_defaults(handler=_backfill)
 
     bench = commands.add_parser("bench", help="measure the pipeline against its floors")
@@ -45,6 +60,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     db_commands.add_parser("url", help="print the database URL").set_defaults(handler=_db_url)
     db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_db_stop)
+    db_commands.add_parser(
+        "remove-future",
+        help="move bars dated after the latest completed session to rejected_prices, and drop"
+        " every row computed for those days",
+    ).set_defaults(handler=_db_remove_future)
+
+
+MAX_DAYS = 10_000  # about 40 years of sessions
+
+
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show Dagster's log, tracebacks included"
+    )
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_DAYS}")
+    return int(text)
 
 
 def _choices(allowed: set[str]) -> Callable[[str], list[str]]:
@@ -104,43 +139,61 @@ def _symbols(text: str) -> tuple[str, ...]:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    if args.days < 1:
-        raise ValueError("--days must be at least 1")
-    end = latest_completed_session()
+    end = settings.latest_session()
     start = session_offset(end, -(args.days - 1))
     print(
         f"MarketPulse demo: {len(settings.symbols)} symbols x {args.days} sessions ({start}..{end})"
     )
-    return _materialize(
-        dataclasses.replace(settings, source="synthetic"), settings.symbols, start, end
+    settings = dataclasses.replace(settings, source="synthetic")
+    return _materialize(args, settings, settings.symbols, PriceRequest(start, end))
+
+
+def _update(args: argparse.Namespace, settings: Settings) -> int:
+    print(
+        f"MarketPulse update: {len(settings.symbols)} symbols through {settings.latest_session()}"
     )
+    return _materialize(args, settings, settings.symbols, PriceRequest())
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
-    end = args.end or latest_completed_session()
-    if args.start > end:
-        raise ValueError(f"--start {args.start} is after --end {end}")
-    return _materialize(settings, args.symbols or settings.symbols, args.start, end)
+    request = PriceRequest(args.start, args.end)
+    return _materialize(args, settings, args.symbols or settings.symbols, request)
 
 
-def _materialize(settings: Settings, symbols: Sequence[str], start: dt.date, end: dt.date) -> int:
+def _materialize(
+    args: argparse.Namespace, settings: Settings, symbols: Sequence[str], request: PriceRequest
+) -> int:
+    request.check(settings.latest_session())  # a bad window is refused before anything runs
     from marketpulse_pipeline.definitions import build_definitions
-    from marketpulse_pipeline.runner import dagster_instance, run_pipeline
+    from marketpulse_pipeline.runner import dagster_instance, log_path, run_pipeline
     from marketpulse_pipeline.storage.database import resolve_url
 
     began = time.perf_counter()
     url = resolve_url(settings.database_url, settings.home)
     print(f"database: {_redacted(url)}; source: {settings.source}")
+    log_dir = settings.home / "logs"
     with dagster_instance() as instance:
         outcomes = run_pipeline(
-            build_definitions(settings), instance, symbols, start=start, end=end
+            build_definitions(settings),
+            instance,
+            symbols,
+            start=request.start,
+            end=request.end,
+            verbose=args.verbose,
+            log_dir=log_dir,
         )
+    start, end = request.start or settings.start_date, request.end or settings.latest_session()
     _print_summary(url, symbols, start, end)
     print(f"took {time.perf_counter() - began:.1f}s")
-    failed = [failure for outcome in outcomes for failure in outcome.failures]
-    if failed or not all(outcome.success for outcome in outcomes):
-        failed = failed or ["see the run in the Dagster UI"]
-        print("\nfailed:\n  " + "\n  ".join(failed), file=sys.stderr)
+    failed = [outcome for outcome in outcomes if not outcome.success or outcome.failures]
+    if failed:
+        lines = [line for outcome in failed for line in outcome.failures]
+        logs = [log_path(log_dir, o.run_id) for o in failed if log_path(log_dir, o.run_id).exists()]
+        print("\nfailed:\n  " + "\n  ".join(lines), file=sys.stderr)
+        if logs:
+            print(
+                f"full errors: {', '.join(map(str, logs))} (or run with --verbose)", file=sys.stderr
+            )
         return 1
     return 0
 
@@ -168,6 +221,21 @@ def _db_url(args: argparse.Namespace, settings: Settings) -> int:
     from marketpulse_pipeline.storage.database import resolve_url
 
     print(resolve_url(settings.database_url, settings.home))
+    return 0
+
+
+def _db_remove_future(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpulse_pipeline.storage.database import connect, resolve_url
+    from marketpulse_pipeline.storage.repair import remove_future
+
+    latest = settings.latest_session()
+    with connect(resolve_url(settings.database_url, settings.home)) as conn:
+        removed = remove_future(conn, latest)
+    if not removed:
+        print(f"no row is dated after {latest}, the latest completed session")
+        return 0
+    counts = ", ".join(f"{table} {rows}" for table, rows in removed.items())
+    print(f"removed rows dated after {latest}: {counts} (prices kept in rejected_prices)")
     return 0
 
 

@@ -123,13 +123,24 @@ def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
 # The windows as a relation `w`, and the condition putting a row `t` inside its symbol's window.
 _WINDOWS = sql.SQL("unnest(%s::text[], %s::date[], %s::date[]) AS w(symbol, first, last)")
 _INSIDE = sql.SQL('t.symbol = w.symbol AND t."timestamp" BETWEEN w.first AND w.last')
-_WATERMARK = sql.SQL(
-    "INSERT INTO watermarks AS m (target, symbol, first_session, last_session)"
-    " SELECT %s, w.symbol, w.first, w.last FROM {windows}"
+_SET_VALID_THROUGH = sql.SQL(
+    "INSERT INTO watermarks AS m (target, symbol, valid_through)"
+    " SELECT %s, v.symbol, v.through FROM unnest(%s::text[], %s::date[]) AS v(symbol, through)"
+    " WHERE v.through IS NOT NULL"
     " ON CONFLICT (target, symbol) DO UPDATE SET"
-    " first_session = least(m.first_session, excluded.first_session),"
-    " last_session = greatest(m.last_session, excluded.last_session), updated_at = now()"
-).format(windows=_WINDOWS)
+    " valid_through = excluded.valid_through, updated_at = now()"
+)
+_CLEAR_VALID_THROUGH = sql.SQL(
+    "DELETE FROM watermarks WHERE target = %s"
+    " AND symbol = ANY(SELECT v.symbol FROM unnest(%s::text[], %s::date[]) AS v(symbol, through)"
+    " WHERE v.through IS NULL)"
+)
+# A change of prices from session D on makes every computed row from D on stale.
+_INVALIDATE = sql.SQL(
+    "UPDATE watermarks AS m SET valid_through = c.first - 1, updated_at = now()"
+    " FROM unnest(%s::text[], %s::date[]) AS c(symbol, first)"
+    " WHERE m.symbol = c.symbol AND m.valid_through >= c.first"
+)
 
 
 def _slice(where: Mapping[str, str]) -> tuple[sql.Composable, list[str]]:
@@ -224,35 +235,47 @@ def latest_before(
     return frame
 
 
-def last_sessions(
+def stored_spans(
     conn: psycopg.Connection, table: Table, symbols: Iterable[str]
-) -> dict[str, dt.date | None]:
-    """The latest stored day of each symbol (None when it has no rows)."""
+) -> dict[str, SessionWindow | None]:
+    """The first and last stored day of each symbol (None when it has no rows)."""
     query = sql.SQL(
-        'SELECT s, (SELECT max("timestamp") FROM {table} WHERE symbol = s)'
+        'SELECT s, (SELECT min("timestamp") FROM {table} WHERE symbol = s),'
+        ' (SELECT max("timestamp") FROM {table} WHERE symbol = s)'
         " FROM unnest(%s::text[]) AS s"
     ).format(table=sql.Identifier(table.name))
-    return dict(conn.execute(query, [list(symbols)]).fetchall())
+    rows = conn.execute(query, [list(symbols)]).fetchall()
+    return {s: SessionWindow(first, last) if first else None for s, first, last in rows}
 
 
-def processed_spans(
+def stored_sources(
+    conn: psycopg.Connection, symbols: Iterable[str]
+) -> list[tuple[str, str, dt.date, dt.date]]:
+    """(symbol, source, first day, last day) for each source a symbol's stored prices came from."""
+    return conn.execute(
+        'SELECT symbol, source, min("timestamp"), max("timestamp") FROM stock_prices'
+        " WHERE symbol = ANY(%s) GROUP BY symbol, source ORDER BY symbol, source",
+        [list(symbols)],
+    ).fetchall()
+
+
+def valid_through(
     conn: psycopg.Connection,
     table: Table,
     symbols: Iterable[str],
     where: Mapping[str, str] | None = None,
-) -> dict[str, SessionWindow | None]:
-    """The span of sessions each symbol's rows (or slice) have been computed for, if any.
+) -> dict[str, dt.date | None]:
+    """The session through which each symbol's rows of a computed table (or slice) are valid.
 
     Unlike the last stored row, this knows that a sparse table — anomalies — processed the days
-    on which it found nothing.
+    on which it found nothing, and that rows after a change of prices are stale.
     """
     rows = conn.execute(
-        "SELECT symbol, first_session, last_session FROM watermarks"
-        " WHERE target = %s AND symbol = ANY(%s)",
+        "SELECT symbol, valid_through FROM watermarks WHERE target = %s AND symbol = ANY(%s)",
         [_target(table, where or {}), list(symbols)],
     ).fetchall()
-    spans = {symbol: SessionWindow(first, last) for symbol, first, last in rows}
-    return {symbol: spans.get(symbol) for symbol in symbols}
+    through = dict(rows)
+    return {symbol: through.get(symbol) for symbol in symbols}
 
 
 def replace_window(
@@ -262,9 +285,11 @@ def replace_window(
     windows: Mapping[str, SessionWindow],
     *,
     where: Mapping[str, str] | None = None,
+    valid: Mapping[str, dt.date | None] | None = None,
 ) -> int:
     """Make `frame` the whole content of `table` (or of the slice `where`) inside each symbol's
-    window, atomically, and extend the symbols' watermarks over the windows.
+    window, atomically; for a computed table, record in the same transaction the session through
+    which each symbol's rows are now `valid` (None: nothing is).
 
     Returns the number of rows written. Rows outside the windows or the slice are refused.
     """
@@ -291,9 +316,41 @@ def replace_window(
                 ),
                 [*arrays, *values],
             )
-            cur.execute(_WATERMARK, [target, *arrays])
+            if valid is not None:
+                through = [list(valid), list(valid.values())]
+                cur.execute(_SET_VALID_THROUGH, [target, *through])
+                cur.execute(_CLEAR_VALID_THROUGH, [target, *through])
         copy_frame(cur, table, frame)
     return len(frame)
+
+
+def replace_prices(
+    conn: psycopg.Connection, frame: pd.DataFrame, windows: Mapping[str, SessionWindow]
+) -> dict[str, dt.date]:
+    """Make `frame` the content of `stock_prices` inside each symbol's window, rewriting only
+    from the first session that differs from what is stored, and mark every computed row from
+    that session on stale — all in one transaction. Returns that session per changed symbol."""
+    with conn.transaction():
+        stored = read_window(conn, STOCK_PRICES, windows)
+        changed = first_changes(stored, frame)
+        if changed:
+            tails = {s: SessionWindow(day, windows[s].end) for s, day in changed.items()}
+            replace_window(conn, STOCK_PRICES, frame[inside_windows(frame, tails)], tails)
+            conn.execute(_INVALIDATE, [list(changed), list(changed.values())])
+    return changed
+
+
+def first_changes(stored: pd.DataFrame, arrived: pd.DataFrame) -> dict[str, dt.date]:
+    """Per symbol whose bars differ, the first session where they do: a bar added, removed, or
+    with any other value (prices compare exactly: float8 round-trips)."""
+    keys = ["symbol", "timestamp"]
+    values = [name for name in STOCK_PRICES.column_names if name not in keys]
+    both = stored.merge(arrived, on=keys, how="outer", suffixes=("_old", ""), indicator=True)
+    differs = both["_merge"] != "both"
+    for name in values:
+        differs |= both[f"{name}_old"].ne(both[name]).to_numpy(dtype=bool, na_value=True)
+    first = both.loc[differs].groupby("symbol")["timestamp"].min()
+    return {symbol: stamp.date() for symbol, stamp in first.items()}
 
 
 def replace_all(conn: psycopg.Connection, table: Table, frame: pd.DataFrame) -> int:
