@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.calendar import SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import gate_bars
 
 WEEK = SessionWindow(dt.date(2025, 6, 30), dt.date(2025, 7, 7))  # July 4th and a weekend inside
@@ -30,7 +30,7 @@ BEFORE_THE_7TH = GOOD[:4]
 
 def test_clean_bars_are_all_stored():
     result = gate_bars(raw(GOOD), {"AAPL": WEEK}, "csv")
-    assert len(result.stored) == 5 and result.rejected.empty and result.missing.empty
+    assert len(result.stored) == 5 and result.rejected.empty
     assert result.stored["volume"].tolist() == [100, 200, 300, 400, 500]
     assert (result.stored["source"] == "csv").all()
 
@@ -45,7 +45,10 @@ def test_clean_bars_are_all_stored():
         ),
         (("AAPL", "2025-07-07", 10.8, 11.2, 10.1, np.nan, 300), "close is missing"),
         (("AAPL", "2025-07-07", 10.8, 11.2, 10.1, np.inf, 300), "close: must be a finite number"),
-        (("AAPL", "2025-07-07", 10.8, 11.2, 10.1, 11.0, 300.5), "volume: must be a whole number"),
+        (
+            ("AAPL", "2025-07-07", 10.8, 11.2, 10.1, 11.0, 300.5),
+            "volume must be a whole number below 2^63 (got 300.5)",
+        ),
         (("AAPL", "2025-07-07", 10.8, 11.2, 10.1, 11.0, -3), "volume must be >= 0"),
         (("AAPL", "2025-07-04", 10.8, 11.2, 10.1, 11.0, 300), "not an NYSE session"),
         (("AAPL", "2025-07-05", 10.8, 11.2, 10.1, 11.0, 300), "not an NYSE session"),
@@ -74,13 +77,15 @@ def test_duplicates_are_all_refused_and_leave_a_gap():
     result = gate_bars(raw(rows), {"AAPL": WEEK}, "csv")
     assert len(result.rejected) == 2
     assert set(result.rejected["reason"]) == {"duplicate bar for this symbol and day"}
-    assert result.missing["timestamp"].tolist() == [pd.Timestamp("2025-07-07")]
+    gaps = missing_sessions(result.stored, {"AAPL": WEEK})
+    assert gaps["timestamp"].tolist() == [pd.Timestamp("2025-07-07")]
 
 
-def test_sessions_without_a_valid_bar_are_listed():
+def test_sessions_without_a_valid_bar_are_gaps():
     rows = [GOOD[0], GOOD[2], ("AAPL", "2025-07-03", -1.0, 11.5, 10.9, 11.1, 400)]
     result = gate_bars(raw(rows), {"AAPL": WEEK}, "csv")
-    assert result.missing["timestamp"].dt.date.tolist() == [
+    gaps = missing_sessions(result.stored, {"AAPL": WEEK})
+    assert gaps["timestamp"].dt.date.tolist() == [
         dt.date(2025, 7, 1),
         dt.date(2025, 7, 3),
         dt.date(2025, 7, 7),

@@ -21,6 +21,8 @@ from marketpulse_pipeline.storage import queries
 from marketpulse_pipeline.storage.database import connect, embedded_url_if_running, resolve_url
 
 ANOMALY_COLUMNS = ["id", "symbol", "timestamp", "method", "anomaly_type", "score", "label"]
+MAX_DAYS = 36500  # a century: anything longer is a typo
+MAX_LIMIT = 100_000  # more rows than a terminal or a script reading JSON should be handed
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,23 +30,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     anomalies.add_argument("--symbol", type=_symbol)
     anomalies.add_argument("--method", choices=METHODS)
     anomalies.add_argument("--type", dest="anomaly_type", choices=ANOMALY_TYPES)
-    anomalies.add_argument("--days", type=_positive, default=7, help="market days back (default 7)")
-    anomalies.add_argument("--limit", type=_positive, default=50, help="rows at most (default 50)")
+    anomalies.add_argument(
+        "--days", type=_days, default=7, help=f"market days back, 1 to {MAX_DAYS} (default 7)"
+    )
+    anomalies.add_argument(
+        "--limit", type=_limit, default=50, help=f"rows at most, 1 to {MAX_LIMIT} (default 50)"
+    )
 
     stats = _command(commands, "stats", "anomaly counts: total, per method, symbol, type", _stats)
-    stats.add_argument("--days", type=_positive, default=30, help="days back (default 30)")
+    stats.add_argument(
+        "--days", type=_days, default=30, help=f"days back, 1 to {MAX_DAYS} (default 30)"
+    )
 
     latest = _command(commands, "latest", "a symbol's latest bar", _latest)
     latest.add_argument("symbol", type=_symbol)
 
     history = _command(commands, "history", "a symbol's bars over the last N days", _history)
     history.add_argument("symbol", type=_symbol)
-    history.add_argument("--days", type=_positive, default=30, help="days back (default 30)")
+    history.add_argument(
+        "--days", type=_days, default=30, help=f"days back, 1 to {MAX_DAYS} (default 30)"
+    )
 
     _command(commands, "health", "schema version, freshness; exit 1 when stale", _health)
 
     label = _command(commands, "label", "mark an anomaly false_positive or confirmed", _label)
-    label.add_argument("anomaly_id", type=int)
+    label.add_argument("anomaly_id", type=_anomaly_id)
     label.add_argument("--as", dest="label", required=True, choices=queries.LABELS)
     label.add_argument("--note")
 
@@ -62,16 +72,39 @@ def _command(
 
 
 def _symbol(text: str) -> str:
+    """One ticker symbol: a list would silently read only its first symbol."""
     try:
-        return parse_symbols(text, "symbol")[0]
+        symbols = parse_symbols(text, "symbol")
     except SettingsError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    if len(symbols) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one ticker symbol")
+    return symbols[0]
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
+def _whole(text: str, low: int, high: int) -> int:
+    """A whole number from `low` to `high`: out-of-range ones are refused before reaching SQL,
+    where they would fail with a database error instead of naming the argument."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+    return number
+
+
+def _days(text: str) -> int:
+    return _whole(text, 1, MAX_DAYS)
+
+
+def _limit(text: str) -> int:
+    return _whole(text, 1, MAX_LIMIT)
+
+
+def _anomaly_id(text: str) -> int:
+    """An anomaly id: a signed 64-bit hash (a PostgreSQL bigint)."""
+    return _whole(text, -(2**63), 2**63 - 1)
 
 
 def _connect(settings: Settings) -> psycopg.Connection:

@@ -15,14 +15,20 @@ import pandas as pd
 
 from marketpulse_pipeline.calendar import SessionWindow
 
+BAR_VALUES = ("open", "high", "low", "close", "volume")
 BAR_DTYPES = {
     "symbol": "str",
     "timestamp": "datetime64[ns]",
-    **dict.fromkeys(["open", "high", "low", "close", "volume"], "float64"),
+    **dict.fromkeys(BAR_VALUES, "float64"),
     "source_ref": "str",
 }
 """Columns of `PriceSource.bars`: prices and volume as floats (NaN where the source had none);
 `source_ref` says where the row came from (a file and line, a generator and its seed)."""
+
+RAW_TEXT_DTYPES = {f"{name}_text": "str" for name in BAR_VALUES}
+"""Optional columns of `PriceSource.bars`: each value exactly as the source wrote it (a CSV
+field's text), so a quarantined row keeps what the vendor sent rather than the parsed float.
+A source that reads no text leaves them out; the gate then shows the parsed value."""
 
 INJECTED_DTYPES = {
     "symbol": "str",
@@ -51,16 +57,22 @@ class PriceSource(ABC):
         return conform(pd.DataFrame(), INJECTED_DTYPES)
 
 
-def conform(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """`frame` with exactly the given columns, in order and of the given types (empty if absent)."""
+def conform(
+    frame: pd.DataFrame, dtypes: Mapping[str, str], optional: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """`frame` with exactly the given columns, in order and of the given types (empty if absent),
+    followed by those `optional` columns that `frame` has."""
+    present = {name: dtype for name, dtype in (optional or {}).items() if name in frame.columns}
+    kept = {**dtypes, **present}
     if frame.empty:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
-    return frame[list(dtypes)].astype(dict(dtypes)).reset_index(drop=True)
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in kept.items()})
+    return frame[list(kept)].astype(kept).reset_index(drop=True)
 
 
 def fetch_bars(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
-    """Raw bars of every symbol's window, asking the source once per distinct window."""
-    return _per_window(source.bars, windows, BAR_DTYPES)
+    """Raw bars of every symbol's window, asking the source once per distinct window; the raw
+    text columns come along when the source gives them."""
+    return _per_window(source.bars, windows, BAR_DTYPES, RAW_TEXT_DTYPES)
 
 
 def fetch_injected(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
@@ -72,10 +84,13 @@ def _per_window(
     read: Callable[[Sequence[str], SessionWindow], pd.DataFrame],
     windows: Mapping[str, SessionWindow],
     dtypes: Mapping[str, str],
+    optional: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     by_window: dict[SessionWindow, list[str]] = {}
     for symbol, window in windows.items():
         if not window.is_empty:
             by_window.setdefault(window, []).append(symbol)
     frames = [read(symbols, window) for window, symbols in by_window.items()]
-    return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), dtypes)
+    return conform(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), dtypes, optional
+    )

@@ -7,6 +7,7 @@ Two common layouts are understood:
 Only the requested symbols' files are opened and only rows inside the window are returned.
 Values that are missing are passed on as NaN, so the quality gate quarantines their rows; text
 that is not a date or a number makes the whole file fail with an error naming file, line and column.
+Each value's text is passed on too (`open_text`, ...), so a quarantined row keeps the file's text.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.calendar import SessionWindow
-from marketpulse_pipeline.sources.base import BAR_DTYPES, PriceSource, conform
+from marketpulse_pipeline.sources.base import BAR_DTYPES, RAW_TEXT_DTYPES, PriceSource, conform
 
 LAYOUTS = {
     "yahoo": ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"],
@@ -43,7 +44,7 @@ class CsvSource(PriceSource):
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = [read_price_file(self.path_for(symbol), symbol, window) for symbol in symbols]
-        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES)
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
 
     def path_for(self, symbol: str) -> Path:
         for name in (f"{symbol}.csv", f"{symbol.lower()}.csv"):
@@ -53,7 +54,7 @@ class CsvSource(PriceSource):
 
 
 def read_price_file(path: Path, symbol: str, window: SessionWindow) -> pd.DataFrame:
-    """The rows of one file dated inside `window`, as raw bars."""
+    """The rows of one file dated inside `window`, as raw bars with each value's text."""
     try:
         text = pd.read_csv(
             path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False
@@ -72,19 +73,21 @@ def read_price_file(path: Path, symbol: str, window: SessionWindow) -> pd.DataFr
     inside = dates.between(pd.Timestamp(window.start), pd.Timestamp(window.end))
     text, dates, line = text[inside], dates[inside], line[inside]
 
-    values = {}
+    values, texts = {}, {}
     for field in _FIELDS:
         raw = text[field].str.strip()
         missing = raw.isin(_MISSING)
         number = pd.to_numeric(raw.mask(missing), errors="coerce")
         _fail_on_unparsed(path, line, raw.mask(missing), number, field, "a number")
         values[field.lower()] = number.astype("float64")
+        texts[f"{field.lower()}_text"] = text[field]
     return pd.DataFrame(
         {
             "symbol": symbol,
             "timestamp": dates.astype("datetime64[ns]"),
             **values,
             "source_ref": f"{path.name}:" + line.astype(str),
+            **texts,
         }
     )
 
