@@ -1,8 +1,14 @@
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
+import pytest
 
 from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.storage.database import stop_embedded
 
 
 def test_db_url_prints_the_configured_server(env, capsys):
@@ -10,12 +16,23 @@ def test_db_url_prints_the_configured_server(env, capsys):
     assert capsys.readouterr().out.strip() == env["MARKETPULSE_DATABASE_URL"]
 
 
-def test_embedded_server_starts_persists_and_stops(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A fresh home outside tmp_path (see test_database.home); its server is stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="marketpulse-test-home-"))
+    try:
+        yield home
+        stop_embedded(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_embedded_server_starts_persists_and_stops(monkeypatch, embedded_home, capsys):
     monkeypatch.delenv("MARKETPULSE_DATABASE_URL", raising=False)
-    monkeypatch.setenv("MARKETPULSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MARKETPULSE_HOME", str(embedded_home))
     assert main(["db", "url"]) == 0
     url = capsys.readouterr().out.strip()
-    assert str(tmp_path / "home" / "pgdata") in url
+    assert str(embedded_home / "pgdata") in url
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("marketpulse",)
     assert main(["db", "url"]) == 0  # reused, same URL

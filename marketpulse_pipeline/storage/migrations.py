@@ -81,8 +81,13 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
 
 
 def schema_version(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    return int(row[0]) if row else 0
+    """The newest migration applied to `conn`'s database, 0 before the first; reads only, so
+    read-only roles can check the schema they are about to query."""
+    table = sql.Identifier(SCHEMA, "schema_migrations")
+    if conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()[0] is None:
+        return 0
+    query = sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(table)
+    return int(conn.execute(query).fetchone()[0])
 
 
 def _sync_market_sessions(conn: psycopg.Connection) -> None:
