@@ -157,7 +157,7 @@ def derived_plans(
         mine, source = valid_through.get(symbol), upstream.get(symbol)
         replace_from = next_session(mine) if mine else EARLIEST_SESSION
         if source is None or source.is_empty:
-            nothing = SessionWindow(replace_from, previous_session(replace_from))
+            nothing = SessionWindow(replace_from, replace_from - dt.timedelta(days=1))
             plans[symbol] = DerivedPlan(nothing, replace_from, None)
             continue
         compute = SessionWindow(max(replace_from, source.start), source.end)

@@ -3,10 +3,12 @@ import datetime as dt
 import pytest
 
 from marketpulse_pipeline.calendar import (
-    SessionWindow,
+    EARLIEST_SESSION,
     closure_reason,
     latest_completed_session,
-    resolve_windows,
+    next_session,
+    previous_session,
+    session_offset,
     sessions_between,
 )
 
@@ -53,44 +55,8 @@ def test_latest_completed_session(now, expected):
     assert latest_completed_session(now) == expected
 
 
-def test_catch_up_window_starts_after_the_last_stored_session():
-    windows = resolve_windows(
-        ["AAPL", "MSFT"],
-        {"AAPL": dt.date(2025, 7, 2), "MSFT": None},
-        first_day=dt.date(2025, 6, 2),
-        as_of=dt.date(2025, 7, 7),
-    )
-    assert windows["AAPL"] == SessionWindow(dt.date(2025, 7, 3), dt.date(2025, 7, 7))
-    assert [d.date() for d in windows["AAPL"].sessions()] == [
-        dt.date(2025, 7, 3),
-        dt.date(2025, 7, 7),
-    ]
-    assert windows["MSFT"] == SessionWindow(dt.date(2025, 6, 2), dt.date(2025, 7, 7))
-
-
-def test_up_to_date_symbol_gets_an_empty_window():
-    windows = resolve_windows(
-        ["AAPL"],
-        {"AAPL": dt.date(2025, 7, 7)},
-        first_day=dt.date(2025, 1, 2),
-        as_of=dt.date(2025, 7, 7),
-    )
-    assert windows["AAPL"].is_empty
-    assert len(windows["AAPL"].sessions()) == 0
-
-
-def test_explicit_window_overrides_catch_up():
-    windows = resolve_windows(
-        ["AAPL"],
-        {"AAPL": dt.date(2025, 7, 7)},
-        first_day=dt.date(2025, 1, 2),
-        as_of=dt.date(2025, 7, 7),
-        start=dt.date(2025, 3, 3),
-        end=dt.date(2025, 3, 7),
-    )
-    assert windows["AAPL"] == SessionWindow(dt.date(2025, 3, 3), dt.date(2025, 3, 7))
-
-
-def test_lookback_counts_sessions_not_calendar_days():
-    window = SessionWindow(dt.date(2025, 7, 7), dt.date(2025, 7, 8)).with_lookback(2)
-    assert window.start == dt.date(2025, 7, 2)  # skips the weekend and July 4th
+def test_lookbacks_count_sessions_and_stop_at_the_calendars_first():
+    assert session_offset(dt.date(2025, 7, 7), -2) == dt.date(2025, 7, 2)  # weekend, July 4th
+    assert session_offset(dt.date(1990, 3, 1), -500) == EARLIEST_SESSION
+    assert previous_session(EARLIEST_SESSION) == EARLIEST_SESSION
+    assert next_session(dt.date(2025, 7, 3)) == dt.date(2025, 7, 7)

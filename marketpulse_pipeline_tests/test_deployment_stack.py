@@ -162,7 +162,7 @@ EXPECTED_COLUMNS = {
             "false_positive_share",
         ]
     ],
-    "Stale symbols": [["stale", "symbols"]],
+    "Unhealthy symbols": [["unhealthy", "symbols"]],
 }
 
 

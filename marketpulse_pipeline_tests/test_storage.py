@@ -1,5 +1,6 @@
 import contextlib
 import datetime as dt
+import threading
 
 import pandas as pd
 import psycopg
@@ -7,14 +8,21 @@ import pytest
 
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.storage.migrations import migrate, migrations, schema_version
+from marketpulse_pipeline.storage.database import connect
 from marketpulse_pipeline.storage.tables import (
+    PRICE_FEATURES,
     STOCK_PRICES,
-    last_sessions,
     read_window,
+    replace_prices,
     replace_window,
+    stored_spans,
+    valid_through,
 )
 
 JULY = SessionWindow(dt.date(2025, 7, 1), dt.date(2025, 7, 31))
+PRICE_FEATURES_EMPTY = pd.DataFrame(
+    {name: pd.Series(dtype="float64") for name in PRICE_FEATURES.column_names}
+).astype({"symbol": "str", "timestamp": "datetime64[ns]"})
 
 
 def bars(symbol: str, days: list[str], close: float = 100.0) -> pd.DataFrame:
@@ -54,8 +62,8 @@ def test_replacing_a_window_twice_gives_the_same_rows(conn):
     replace_window(conn, STOCK_PRICES, frame, {"AAPL": JULY})
     replace_window(conn, STOCK_PRICES, frame, {"AAPL": JULY})
     assert len(stored(conn)) == 3
-    assert last_sessions(conn, STOCK_PRICES, ["AAPL", "MSFT"]) == {
-        "AAPL": dt.date(2025, 7, 3),
+    assert stored_spans(conn, STOCK_PRICES, ["AAPL", "MSFT"]) == {
+        "AAPL": SessionWindow(dt.date(2025, 7, 1), dt.date(2025, 7, 3)),
         "MSFT": None,
     }
 
@@ -93,14 +101,52 @@ def test_a_failure_mid_write_keeps_the_previous_rows(conn):
     assert list(stored(conn)["close"]) == [100.0, 100.0]
 
 
-def test_a_killed_writer_leaves_the_previous_rows(conn, database_url):
-    replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-07-01"]), {"AAPL": JULY})
-    victim = psycopg.connect(database_url)
-    victim.execute("DELETE FROM marketpulse.stock_prices WHERE symbol = 'AAPL'")  # in a transaction
-    conn.execute("SELECT pg_terminate_backend(%s)", [victim.info.backend_pid])
-    with contextlib.suppress(psycopg.OperationalError):
-        victim.close()
-    assert len(stored(conn)) == 1
+def test_a_killed_writer_leaves_the_previous_rows_and_their_validity(conn, database_url):
+    replace_prices(conn, bars("AAPL", ["2025-07-01"]), {"AAPL": JULY})
+    set_valid(conn, "AAPL", dt.date(2025, 7, 1))
+    days = pd.bdate_range("1990-01-01", periods=60_000).strftime("%Y-%m-%d").tolist()
+    everything = {"AAPL": SessionWindow(dt.date(1990, 1, 1), dt.date(2250, 1, 1))}
+    victim = connect(database_url)
+    writer = threading.Thread(
+        target=_write_quietly, args=(victim, bars("AAPL", days, close=50.0), everything)
+    )
+    writer.start()
+    while writer.is_alive():  # kill the project's writer while it streams its COPY
+        copying = conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE 'COPY%%'",
+            [victim.info.backend_pid],
+        ).fetchone()
+        if copying:
+            conn.execute("SELECT pg_terminate_backend(%s)", [victim.info.backend_pid])
+            break
+    writer.join()
+    assert copying, "the writer finished before it could be killed"
+    assert list(stored(conn)["close"]) == [100.0]
+    assert valid_through(conn, PRICE_FEATURES, ["AAPL"]) == {"AAPL": dt.date(2025, 7, 1)}
+
+
+def _write_quietly(conn, frame, windows) -> None:
+    with contextlib.suppress(psycopg.Error):
+        replace_prices(conn, frame, windows)
+
+
+def set_valid(conn, symbol: str, day: dt.date) -> None:
+    replace_window(conn, PRICE_FEATURES, PRICE_FEATURES_EMPTY, {symbol: JULY}, valid={symbol: day})
+
+
+def test_a_change_of_prices_invalidates_computed_rows_from_its_first_changed_session(conn):
+    replace_prices(conn, bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"]), {"AAPL": JULY})
+    set_valid(conn, "AAPL", dt.date(2025, 7, 3))
+    same = replace_prices(
+        conn, bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"]), {"AAPL": JULY}
+    )
+    assert same == {}  # identical bars: nothing rewritten, nothing stale
+    assert valid_through(conn, PRICE_FEATURES, ["AAPL"]) == {"AAPL": dt.date(2025, 7, 3)}
+    restated = bars("AAPL", ["2025-07-01", "2025-07-02", "2025-07-03"])
+    restated.loc[1, "close"] = 100.5
+    assert replace_prices(conn, restated, {"AAPL": JULY}) == {"AAPL": dt.date(2025, 7, 2)}
+    assert valid_through(conn, PRICE_FEATURES, ["AAPL"]) == {"AAPL": dt.date(2025, 7, 1)}
+    assert list(stored(conn)["close"]) == [100.0, 100.5, 100.0]
 
 
 def test_rows_outside_the_window_are_refused(conn):
