@@ -15,12 +15,20 @@ from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
 
 _PRICE_FIELDS = ("open", "high", "low", "close")
 
+PG_TYPE = "pg_type"
+"""Field metadata key: the column's PostgreSQL type where the pandas dtype does not say it
+(int4 rather than int8, date, jsonb, text[]); `storage.tables.Table` reads it."""
+
+
+def _pg(pg_type: str) -> dict[str, str]:
+    return {PG_TYPE: pg_type}
+
 
 class StockPrices(pa.DataFrameModel):
     """One validated daily bar per symbol and NYSE session."""
 
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
-    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="NYSE session date")
     open: Series[float] = pa.Field(gt=0, description="Opening price")
     high: Series[float] = pa.Field(gt=0, description="Highest price of the session")
     low: Series[float] = pa.Field(gt=0, description="Lowest price of the session")
@@ -51,7 +59,9 @@ class InjectedAnomalies(pa.DataFrameModel):
     """Ground truth: an anomaly the synthetic source planted."""
 
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
-    timestamp: Series[pa.DateTime] = pa.Field(description="First NYSE session the anomaly affects")
+    timestamp: Series[pa.DateTime] = pa.Field(
+        metadata=_pg("date"), description="First NYSE session the anomaly affects"
+    )
     kind: Series[str] = pa.Field(
         isin=[
             "price_shock_up",
@@ -65,10 +75,32 @@ class InjectedAnomalies(pa.DataFrameModel):
     magnitude: Series[float] = pa.Field(
         description="Size: percent move for price anomalies, volume multiple for volume spikes"
     )
-    duration: Series[int] = pa.Field(ge=1, description="Sessions the anomaly lasts")
+    duration: Series[int] = pa.Field(
+        ge=1, metadata=_pg("int4"), description="Sessions the anomaly lasts"
+    )
 
     class Config:
         unique = ["symbol", "timestamp", "kind"]  # noqa: RUF012
+        strict = True
+
+
+class RejectedPrices(pa.DataFrameModel):
+    """A bar the quality gate refused, kept as the source delivered it: values are text, since
+    what failed may not parse as a number at all."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="Day of the bar")
+    open: Series[str] = pa.Field(nullable=True, coerce=True, description="Opening price, as sent")
+    high: Series[str] = pa.Field(nullable=True, coerce=True, description="Highest price, as sent")
+    low: Series[str] = pa.Field(nullable=True, coerce=True, description="Lowest price, as sent")
+    close: Series[str] = pa.Field(nullable=True, coerce=True, description="Closing price, as sent")
+    volume: Series[str] = pa.Field(nullable=True, coerce=True, description="Volume, as sent")
+    source: Series[str] = pa.Field(description="Price source the bar came from")
+    source_ref: Series[str] = pa.Field(description="Where in the source: a file and line, a seed")
+    reason: Series[str] = pa.Field(description="Why the gate refused it")
+    run_id: Series[str] = pa.Field(description="Dagster run that refused it")
+
+    class Config:
         strict = True
 
 
@@ -76,7 +108,7 @@ class PriceFeatures(pa.DataFrameModel):
     """Features of one symbol and session; NULL (NaN) while an indicator warms up."""
 
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
-    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="NYSE session date")
     return_pct: Series[float] = pa.Field(nullable=True, description="Close-to-close return, %")
     log_return: Series[float] = pa.Field(nullable=True, description="ln(close / previous close)")
     volume_change_pct: Series[float] = pa.Field(
@@ -124,14 +156,16 @@ class Anomalies(pa.DataFrameModel):
         unique=True, description="Stable id: hash of symbol, day, method, type"
     )
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
-    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="NYSE session date")
     anomaly_type: Series[str] = pa.Field(isin=list(ANOMALY_TYPES), description="What was found")
     method: Series[str] = pa.Field(isin=list(METHODS), description="Detection method")
     score: Series[float] = pa.Field(ge=0, description="Method-specific strength (see README)")
     severity: Series[float] = pa.Field(
         ge=0, description="Score relative to the method's threshold: 1 = at the threshold"
     )
-    details: Series[str] = pa.Field(description="JSON: the value, baseline, bound and direction")
+    details: Series[str] = pa.Field(
+        metadata=_pg("jsonb"), description="JSON: the value, baseline, bound and direction"
+    )
 
     @pa.check("score", "severity", name="finite", error="must be a finite number")
     def finite(cls, values: Series[float]) -> Series[bool]:
@@ -146,9 +180,13 @@ class AnomalyConsensus(pa.DataFrameModel):
     """How the methods agree on one symbol and session with at least one anomaly."""
 
     symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
-    timestamp: Series[pa.DateTime] = pa.Field(description="NYSE session date")
-    votes: Series[int] = pa.Field(ge=1, le=len(METHODS), description="Methods that flagged the day")
-    methods: Series[object] = pa.Field(description="Which methods, alphabetically")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="NYSE session date")
+    votes: Series[int] = pa.Field(
+        ge=1, le=len(METHODS), metadata=_pg("int4"), description="Methods that flagged the day"
+    )
+    methods: Series[object] = pa.Field(
+        metadata=_pg("text[]"), description="Which methods, alphabetically"
+    )
     severity: Series[float] = pa.Field(
         ge=0, description="Sum over the voting methods of their strongest severity"
     )
@@ -170,17 +208,27 @@ class DetectionQuality(pa.DataFrameModel):
         isin=[*METHODS, "consensus"], description="Detection method, or the consensus"
     )
     kind: Series[str] = pa.Field(description="Injected anomaly kind, or 'all'")
-    detections: Series[int] = pa.Field(ge=0, description="Symbol-days the method flagged")
-    events: Series[int] = pa.Field(ge=0, description="Anomalies injected (of this kind)")
-    true_positives: Series[int] = pa.Field(ge=0, description="Detections within 1 session of one")
-    events_found: Series[int] = pa.Field(ge=0, description="Injected anomalies detected")
+    detections: Series[int] = pa.Field(
+        ge=0, metadata=_pg("int4"), description="Symbol-days the method flagged"
+    )
+    events: Series[int] = pa.Field(
+        ge=0, metadata=_pg("int4"), description="Anomalies injected (of this kind)"
+    )
+    true_positives: Series[int] = pa.Field(
+        ge=0, metadata=_pg("int4"), description="Detections within 1 session of one"
+    )
+    events_found: Series[int] = pa.Field(
+        ge=0, metadata=_pg("int4"), description="Injected anomalies detected"
+    )
     precision: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="TP / detections")
     recall: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="Found / injected")
     f1: Series[float] = pa.Field(nullable=True, ge=0, le=1, description="Harmonic mean of both")
     flag_rate: Series[float] = pa.Field(
         nullable=True, ge=0, le=1, description="Share of symbol-days flagged"
     )
-    labelled: Series[int] = pa.Field(ge=0, description="Anomalies of the method users labelled")
+    labelled: Series[int] = pa.Field(
+        ge=0, metadata=_pg("int4"), description="Anomalies of the method users labelled"
+    )
     false_positive_share: Series[float] = pa.Field(
         nullable=True, ge=0, le=1, description="Share of those labelled false positive"
     )

@@ -85,6 +85,11 @@ class Settings:
             now=now,
         )
 
+    def today(self) -> dt.date:
+        """Today in New York, by this configuration's clock: where "the last N days" end."""
+        moment = self.now or dt.datetime.now(dt.UTC)
+        return moment.astimezone(ZoneInfo(MARKET_TIMEZONE)).date()
+
     def latest_session(self) -> dt.date:
         """The latest NYSE session whose close has passed, by this configuration's clock."""
         return latest_completed_session(self.now)

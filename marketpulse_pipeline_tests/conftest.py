@@ -5,6 +5,7 @@ names another; that role needs CREATEDB. Each test's database is cloned from a m
 (`CREATE DATABASE ... TEMPLATE`), which takes milliseconds.
 """
 
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -22,6 +23,11 @@ from psycopg.conninfo import make_conninfo
 from marketpulse_pipeline.definitions import build_definitions
 from marketpulse_pipeline.settings import Settings
 from marketpulse_pipeline.storage.database import connect
+
+CLOCK = "2025-12-31T23:00:00Z"
+"""MARKETPULSE_NOW of every test: after the close of 2025-12-31, so data never depends on the day
+the tests run."""
+TODAY = dt.date(2025, 12, 31)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 """Reference material beside the project root (see ../shared/README.md); not in the repository."""
@@ -125,6 +131,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> d
         "MARKETPULSE_HOME": str(tmp_path / "home"),
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "MARKETPULSE_START_DATE": "2024-01-02",
+        "MARKETPULSE_NOW": CLOCK,
     }
     for name in (
         "MARKETPULSE_SOURCE",

@@ -31,16 +31,16 @@ SESSIONS = list(sessions_between(FIRST_DAY - dt.timedelta(days=90), CLOCK).date)
 # Each table as rows, in key order, without the columns that say when or by which run.
 TABLES = {
     "stock_prices": 'SELECT symbol, "timestamp", open, high, low, close, volume, source'
-    ' FROM stock_prices ORDER BY 1, 2',
-    "injected_anomalies": "SELECT symbol, \"timestamp\", kind, magnitude, duration"
+    " FROM stock_prices ORDER BY 1, 2",
+    "injected_anomalies": 'SELECT symbol, "timestamp", kind, magnitude, duration'
     " FROM injected_anomalies ORDER BY 1, 2, 3",
-    "price_features": "SELECT * FROM price_features ORDER BY symbol, \"timestamp\"",
+    "price_features": 'SELECT * FROM price_features ORDER BY symbol, "timestamp"',
     "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity,'
     " details::text FROM anomalies ORDER BY id",
-    "anomaly_consensus": "SELECT * FROM anomaly_consensus ORDER BY symbol, \"timestamp\"",
+    "anomaly_consensus": 'SELECT * FROM anomaly_consensus ORDER BY symbol, "timestamp"',
     "watermarks": "SELECT target, symbol, valid_through FROM watermarks ORDER BY 1, 2",
     "detection_quality": "SELECT * FROM detection_quality ORDER BY method, kind",
-    "rejected_prices": "SELECT symbol, \"timestamp\", open, high, low, close, volume, source,"
+    "rejected_prices": 'SELECT symbol, "timestamp", open, high, low, close, volume, source,'
     " source_ref, reason FROM rejected_prices ORDER BY 1, 2, 9",
 }
 HOME = "/tmp/marketpulse-convergence-home"  # only the CLI's failure logs go there
@@ -104,7 +104,7 @@ def run(url: str, args: list[str], clock: dt.date, monkeypatch: pytest.MonkeyPat
             patch.delenv(name)
         for name, value in environment(url, clock).items():
             patch.setenv(name, value)
-        with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
             return main(args)
 
 
@@ -138,9 +138,9 @@ def from_scratch(
     """One backfill per first stored session, on an empty database, through the final clock."""
     with psycopg.connect(url, options="-c search_path=marketpulse") as conn:
         firsts = conn.execute(
-            'SELECT min("timestamp"), string_agg(symbol, \',\' ORDER BY symbol)'
-            " FROM (SELECT symbol, min(\"timestamp\") AS \"timestamp\" FROM stock_prices"
-            " GROUP BY symbol) AS f GROUP BY \"timestamp\""
+            "SELECT min(\"timestamp\"), string_agg(symbol, ',' ORDER BY symbol)"
+            ' FROM (SELECT symbol, min("timestamp") AS "timestamp" FROM stock_prices'
+            ' GROUP BY symbol) AS f GROUP BY "timestamp"'
         ).fetchall()
     with scratch(server_url, template) as reference:
         for first, symbols in firsts:

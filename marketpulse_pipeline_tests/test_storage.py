@@ -7,8 +7,8 @@ import psycopg
 import pytest
 
 from marketpulse_pipeline.calendar import SessionWindow
-from marketpulse_pipeline.storage.migrations import migrate, migrations, schema_version
 from marketpulse_pipeline.storage.database import connect
+from marketpulse_pipeline.storage.migrations import migrate, migrations, schema_version
 from marketpulse_pipeline.storage.tables import (
     PRICE_FEATURES,
     STOCK_PRICES,

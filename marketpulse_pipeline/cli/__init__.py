@@ -15,6 +15,7 @@ import psycopg
 
 from marketpulse_pipeline.cli import pipeline, reads
 from marketpulse_pipeline.settings import Settings, SettingsError, scrub_password
+from marketpulse_pipeline.storage.database import EmbeddedServerError, SchemaOutdated
 
 BAD_INPUT = 2
 FAILED = 1
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("error", error, BAD_INPUT)
     except psycopg.OperationalError as error:
         return _fail("database unreachable", error, FAILED)
+    except (SchemaOutdated, EmbeddedServerError) as error:
+        return _fail("database not ready", error, FAILED)
     except psycopg.Error as error:
         return _fail("database error", error, FAILED)
     except Exception as error:  # a bug still deserves one readable line, not a traceback

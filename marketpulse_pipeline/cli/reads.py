@@ -18,7 +18,12 @@ import psycopg
 from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_symbols
 from marketpulse_pipeline.storage import queries
-from marketpulse_pipeline.storage.database import connect, embedded_url_if_running, resolve_url
+from marketpulse_pipeline.storage.database import (
+    connect,
+    connect_readonly,
+    embedded_url_if_running,
+    resolve_url,
+)
 
 ANOMALY_COLUMNS = ["id", "symbol", "timestamp", "method", "anomaly_type", "score", "label"]
 MAX_DAYS = 36500  # a century: anything longer is a typo
@@ -108,7 +113,8 @@ def _anomaly_id(text: str) -> int:
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
-    return connect(resolve_url(settings.database_url, settings.home))
+    """Reads need only SELECT: they never migrate or write."""
+    return connect_readonly(resolve_url(settings.database_url, settings.home))
 
 
 def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,6 +126,7 @@ def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
             anomaly_type=args.anomaly_type,
             days=args.days,
             limit=args.limit,
+            today=settings.today(),
         )
     _show(found, args.json, ANOMALY_COLUMNS)
     return 0
@@ -127,7 +134,7 @@ def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
     with _connect(settings) as conn:
-        _show(queries.anomaly_stats(conn, args.days), args.json)
+        _show(queries.anomaly_stats(conn, args.days, settings.today()), args.json)
     return 0
 
 
@@ -139,28 +146,27 @@ def _latest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
     with _connect(settings) as conn:
-        _show(queries.price_history(conn, args.symbol, args.days), args.json)
+        _show(queries.price_history(conn, args.symbol, args.days, settings.today()), args.json)
     return 0
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
-    """A probe: never starts the embedded server, fails when it is down or data is stale."""
+    """A probe: never starts the embedded server, never writes; exit 1 when anything is wrong."""
     url = settings.database_url or embedded_url_if_running(settings.home)
     if url is None:
         print("marketpulse: embedded PostgreSQL is not running", file=sys.stderr)
         return 1
-    with connect(url) as conn:
-        health = queries.pipeline_health(conn, list(settings.symbols))
+    with connect_readonly(url) as conn:
+        health = queries.pipeline_health(conn, list(settings.symbols), settings.now)
     _show(health, args.json)
-    stale = health[health["stale"]]
-    if len(stale):
-        print(f"stale: {', '.join(stale['symbol'])}", file=sys.stderr)
-        return 1
-    return 0
+    wrong = health[~health["ok"].astype(bool)]
+    for symbol, problems in zip(wrong["symbol"], wrong["problems"], strict=True):
+        print(f"{symbol}: {problems}", file=sys.stderr)
+    return 1 if len(wrong) else 0
 
 
 def _label(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with connect(resolve_url(settings.database_url, settings.home)) as conn:  # it writes
         recorded = queries.label_anomaly(
             conn, args.anomaly_id, args.label, args.note, getpass.getuser()
         )

@@ -8,7 +8,7 @@ from marketpulse_pipeline.detectors import (
     volume,
     zscore,
 )
-from marketpulse_pipeline.detectors.base import ANOMALY_COLUMNS, Detector
+from marketpulse_pipeline.detectors.base import Detector
 
 DETECTORS: dict[str, Detector] = {
     module.DETECTOR.method: module.DETECTOR
@@ -17,4 +17,4 @@ DETECTORS: dict[str, Detector] = {
 METHODS = tuple(DETECTORS)
 ANOMALY_TYPES = tuple(dict.fromkeys(t for d in DETECTORS.values() for t in d.anomaly_types))
 
-__all__ = ["ANOMALY_COLUMNS", "ANOMALY_TYPES", "DETECTORS", "METHODS", "Detector"]
+__all__ = ["ANOMALY_TYPES", "DETECTORS", "METHODS", "Detector"]

@@ -20,17 +20,6 @@ import pandas as pd
 
 from marketpulse_pipeline.calendar import session_offset
 
-ANOMALY_COLUMNS = [
-    "id",
-    "symbol",
-    "timestamp",
-    "anomaly_type",
-    "method",
-    "score",
-    "severity",
-    "details",
-]
-
 
 @dataclass(frozen=True)
 class Detector:
@@ -116,8 +105,7 @@ def anomaly_rows(
                 to_json({key: values[i] for key, values in columns.items()})
                 for i in range(len(rows))
             ],
-        },
-        columns=ANOMALY_COLUMNS,
+        }
     ).astype(
         {
             "id": "int64",

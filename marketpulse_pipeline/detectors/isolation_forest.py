@@ -13,7 +13,6 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 
 from marketpulse_pipeline.calendar import nyse, session_offset
 from marketpulse_pipeline.detectors.base import Detector, anomaly_rows, object_array, param
@@ -61,6 +60,8 @@ def history_start(params: IsolationForestParams, start: dt.date) -> dt.date:
 
 
 def detect(market: pd.DataFrame, params: IsolationForestParams) -> pd.DataFrame:
+    from sklearn.ensemble import IsolationForest  # only here: read commands never load it
+
     points = refit_points(params.refit_every)
     stamps = market["timestamp"].to_numpy()
     fitted_at = points[points.searchsorted(stamps, side="right") - 1]

@@ -24,22 +24,6 @@ from scipy.signal import lfilter
 
 from marketpulse_pipeline.features.rolling import group_bounds, per_group, shift, trailing
 
-FEATURE_COLUMNS = [
-    "return_pct",
-    "log_return",
-    "volume_change_pct",
-    "range_pct",
-    "gap_pct",
-    "sma_20",
-    "rsi_14",
-    "bb_middle",
-    "bb_upper",
-    "bb_lower",
-    "bb_percent_b",
-    "rsi_avg_gain",
-    "rsi_avg_loss",
-]
-
 
 @dataclass(frozen=True)
 class IndicatorParams:

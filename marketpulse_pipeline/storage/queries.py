@@ -30,18 +30,23 @@ def recent_anomalies(
     anomaly_type: str | None = None,
     days: int = 7,
     limit: int = 100,
+    today: dt.date | None = None,
 ) -> pd.DataFrame:
     if symbol:
         require_symbol(conn, symbol)
     return _frame(
         conn,
-        "SELECT * FROM recent_anomalies(%s, %s, %s, %s, %s)",
-        [symbol, method, anomaly_type, days, limit],
+        "SELECT * FROM recent_anomalies(%s, %s, %s, %s, %s, coalesce(%s, current_date))",
+        [symbol, method, anomaly_type, days, limit, today],
     )
 
 
-def anomaly_stats(conn: psycopg.Connection, days: int = 30) -> pd.DataFrame:
-    return _frame(conn, "SELECT * FROM anomaly_stats(%s)", [days])
+def anomaly_stats(
+    conn: psycopg.Connection, days: int = 30, today: dt.date | None = None
+) -> pd.DataFrame:
+    return _frame(
+        conn, "SELECT * FROM anomaly_stats(%s, coalesce(%s, current_date))", [days, today]
+    )
 
 
 def latest_price(conn: psycopg.Connection, symbol: str) -> pd.DataFrame:
@@ -49,13 +54,28 @@ def latest_price(conn: psycopg.Connection, symbol: str) -> pd.DataFrame:
     return _frame(conn, "SELECT * FROM latest_prices WHERE symbol = %s", [symbol])
 
 
-def price_history(conn: psycopg.Connection, symbol: str, days: int = 30) -> pd.DataFrame:
+def price_history(
+    conn: psycopg.Connection, symbol: str, days: int = 30, today: dt.date | None = None
+) -> pd.DataFrame:
     require_symbol(conn, symbol)
-    return _frame(conn, "SELECT * FROM price_history(%s, %s)", [symbol, days])
+    return _frame(
+        conn,
+        "SELECT * FROM price_history(%s, %s, coalesce(%s, current_date))",
+        [symbol, days, today],
+    )
 
 
-def pipeline_health(conn: psycopg.Connection, symbols: list[str] | None = None) -> pd.DataFrame:
-    return _frame(conn, "SELECT * FROM pipeline_health(%s)", [symbols])
+def pipeline_health(
+    conn: psycopg.Connection,
+    symbols: list[str] | None = None,
+    now: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Per symbol: what is stored, how far each computed asset is valid, and what is wrong."""
+    return _frame(
+        conn,
+        "SELECT * FROM pipeline_health(%s, interval '3 hours', coalesce(%s, now()))",
+        [symbols, now],
+    )
 
 
 def require_symbol(conn: psycopg.Connection, symbol: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import psycopg
 
 from marketpulse_pipeline.session_plan import PlanError
+from marketpulse_pipeline.storage.database import CONNECT_TIMEOUT_S
 
 _NAMESPACE = "marketpulse.symbol"
 _TRY = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
@@ -30,7 +31,10 @@ class SymbolLocks:
 
     def __init__(self, url: str, run_id: str) -> None:
         self._conn = psycopg.connect(
-            url, autocommit=True, connect_timeout=10, application_name=f"marketpulse run {run_id}"
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name=f"marketpulse run {run_id}",
         )
         self.held: set[str] = set()
 

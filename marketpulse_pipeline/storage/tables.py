@@ -10,23 +10,46 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
-from marketpulse_pipeline.features.indicators import FEATURE_COLUMNS
+from marketpulse_pipeline.schemas import (
+    PG_TYPE,
+    Anomalies,
+    AnomalyConsensus,
+    DetectionQuality,
+    InjectedAnomalies,
+    PriceFeatures,
+    RejectedPrices,
+    StockPrices,
+)
+
+_PG_TYPES = {"float64": "float8", "int64": "int8", "Int64": "int8", "bool": "bool"}
+"""PostgreSQL types of the pandas dtypes that say them; any other column names its own."""
 
 
 @dataclass(frozen=True)
 class Table:
-    """A pipeline table: its name and the columns a write supplies, with their PostgreSQL types."""
+    """A pipeline table and the Pandera model of the frames written to it: the model's columns,
+    in order, are the columns a write supplies (the database fills the rest, e.g. created_at)."""
 
     name: str
-    columns: tuple[tuple[str, str], ...]
+    model: type[pa.DataFrameModel]
+
+    @cached_property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        """(name, PostgreSQL type) of each column, as COPY needs them."""
+        return tuple(
+            (name, _pg_type(self.model, name, column))
+            for name, column in self.model.to_schema().columns.items()
+        )
 
     @property
     def column_names(self) -> list[str]:
@@ -37,82 +60,26 @@ class Table:
         return [pg_type for _, pg_type in self.columns]
 
 
-_PRICE_COLUMNS = (
-    ("symbol", "text"),
-    ("timestamp", "date"),
-    ("open", "float8"),
-    ("high", "float8"),
-    ("low", "float8"),
-    ("close", "float8"),
-    ("volume", "int8"),
-)
-STOCK_PRICES = Table("stock_prices", (*_PRICE_COLUMNS, ("source", "text")))
-INJECTED_ANOMALIES = Table(
-    "injected_anomalies",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        ("kind", "text"),
-        ("magnitude", "float8"),
-        ("duration", "int4"),
-    ),
-)
-REJECTED_PRICES = Table(
-    "rejected_prices",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        *((name, "text") for name in ("open", "high", "low", "close", "volume")),
-        ("source", "text"),
-        ("source_ref", "text"),
-        ("reason", "text"),
-        ("run_id", "text"),
-    ),
-)
+def _pg_type(model: type[pa.DataFrameModel], name: str, column: pa.Column) -> str:
+    """The type the field declares, else the one its dtype implies; never a guess."""
+    dtype = column.dtype.type
+    text = "text" if isinstance(dtype, pd.StringDtype) else None
+    pg_type = (column.metadata or {}).get(PG_TYPE) or text or _PG_TYPES.get(str(dtype))
+    if pg_type:
+        return pg_type
+    raise TypeError(
+        f"{model.__name__}.{name}: the dtype {dtype} does not say the PostgreSQL type;"
+        f" give it with pa.Field(metadata={{{PG_TYPE!r}: ...}})"
+    )
 
 
-PRICE_FEATURES = Table(
-    "price_features",
-    (("symbol", "text"), ("timestamp", "date"), *((name, "float8") for name in FEATURE_COLUMNS)),
-)
-ANOMALIES = Table(
-    "anomalies",
-    (
-        ("id", "int8"),
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        ("anomaly_type", "text"),
-        ("method", "text"),
-        ("score", "float8"),
-        ("severity", "float8"),
-        ("details", "jsonb"),
-    ),
-)
-ANOMALY_CONSENSUS = Table(
-    "anomaly_consensus",
-    (
-        ("symbol", "text"),
-        ("timestamp", "date"),
-        ("votes", "int4"),
-        ("methods", "text[]"),
-        ("severity", "float8"),
-        ("strongest_type", "text"),
-        ("strongest_method", "text"),
-        ("is_consensus", "bool"),
-    ),
-)
-
-DETECTION_QUALITY = Table(
-    "detection_quality",
-    (
-        ("method", "text"),
-        ("kind", "text"),
-        *((name, "int4") for name in ("detections", "events", "true_positives", "events_found")),
-        *((name, "float8") for name in ("precision", "recall", "f1", "flag_rate")),
-        ("labelled", "int4"),
-        ("false_positive_share", "float8"),
-    ),
-)
+STOCK_PRICES = Table("stock_prices", StockPrices)
+INJECTED_ANOMALIES = Table("injected_anomalies", InjectedAnomalies)
+REJECTED_PRICES = Table("rejected_prices", RejectedPrices)
+PRICE_FEATURES = Table("price_features", PriceFeatures)
+ANOMALIES = Table("anomalies", Anomalies)
+ANOMALY_CONSENSUS = Table("anomaly_consensus", AnomalyConsensus)
+DETECTION_QUALITY = Table("detection_quality", DetectionQuality)
 
 
 def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
@@ -436,7 +403,8 @@ def read_market(
 ) -> pd.DataFrame:
     """Prices joined with features over each symbol's `history`, sorted by symbol and day, with
     `in_window` marking the rows of its `windows`: what a detector reads."""
-    prices = read_window(conn, STOCK_PRICES, history, columns=[c for c, _ in _PRICE_COLUMNS])
+    bars = [name for name in STOCK_PRICES.column_names if name != "source"]
+    prices = read_window(conn, STOCK_PRICES, history, columns=bars)
     features = read_window(conn, PRICE_FEATURES, history)
     market = prices.merge(features, on=["symbol", "timestamp"], how="inner", validate="1:1")
     return market.assign(in_window=inside_windows(market, windows))

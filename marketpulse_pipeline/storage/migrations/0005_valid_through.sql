@@ -100,3 +100,59 @@ CREATE FUNCTION pipeline_health(
       FROM judged AS j
      ORDER BY j.symbol
 $$;
+
+-- "The last N days" counts back from `p_today` (default: the server's date), so a pinned clock
+-- (MARKETPULSE_NOW) reads the same rows on every day.
+DROP FUNCTION recent_anomalies(text, text, text, integer, integer);
+CREATE FUNCTION recent_anomalies(
+    p_symbol text DEFAULT NULL,
+    p_method text DEFAULT NULL,
+    p_type   text DEFAULT NULL,
+    p_days   integer DEFAULT 7,
+    p_limit  integer DEFAULT 100,
+    p_today  date DEFAULT current_date
+) RETURNS TABLE (
+    id bigint, symbol text, "timestamp" date, anomaly_type text, method text,
+    score double precision, severity double precision, details jsonb, label text, note text,
+    created_at timestamptz
+) LANGUAGE sql STABLE AS $$
+    SELECT a.id, a.symbol, a."timestamp", a.anomaly_type, a.method, a.score, a.severity,
+           a.details, l.label, l.note, a.created_at
+      FROM anomalies AS a
+      LEFT JOIN anomaly_labels AS l ON l.anomaly_id = a.id
+     WHERE a."timestamp" > p_today - p_days AND a."timestamp" <= p_today
+       AND (p_symbol IS NULL OR a.symbol = p_symbol)
+       AND (p_method IS NULL OR a.method = p_method)
+       AND (p_type IS NULL OR a.anomaly_type = p_type)
+     ORDER BY a."timestamp" DESC, a.severity DESC, a.id
+     LIMIT p_limit
+$$;
+
+DROP FUNCTION anomaly_stats(integer);
+CREATE FUNCTION anomaly_stats(p_days integer DEFAULT 30, p_today date DEFAULT current_date)
+RETURNS TABLE (dimension text, key text, anomalies bigint)
+LANGUAGE sql STABLE AS $$
+    WITH recent AS (
+        SELECT * FROM anomalies WHERE "timestamp" > p_today - p_days AND "timestamp" <= p_today
+    )
+    SELECT 'total', 'all', count(*) FROM recent
+    UNION ALL
+    (SELECT 'method', method, count(*) FROM recent GROUP BY method ORDER BY 3 DESC, 2)
+    UNION ALL
+    (SELECT 'symbol', symbol, count(*) FROM recent GROUP BY symbol ORDER BY 3 DESC, 2)
+    UNION ALL
+    (SELECT 'type', anomaly_type, count(*) FROM recent GROUP BY anomaly_type ORDER BY 3 DESC, 2)
+$$;
+
+DROP FUNCTION price_history(text, integer);
+CREATE FUNCTION price_history(
+    p_symbol text, p_days integer DEFAULT 30, p_today date DEFAULT current_date
+) RETURNS TABLE (
+    symbol text, "timestamp" date, open double precision, high double precision,
+    low double precision, close double precision, volume bigint
+) LANGUAGE sql STABLE AS $$
+    SELECT symbol, "timestamp", open, high, low, close, volume
+      FROM stock_prices
+     WHERE symbol = p_symbol AND "timestamp" > p_today - p_days AND "timestamp" <= p_today
+     ORDER BY "timestamp"
+$$;
