@@ -56,6 +56,8 @@ class PostgresResource(dg.ConfigurableResource):
         """Lock the run's symbols until the run ends: another run on them waits (one writer per
         symbol). Runs execute in one process (the in-process executor), so the lock taken by the
         first step covers every later one."""
+        if self._locks is not None and self._locks.lost:
+            self._locks = None
         if self._locks is None:
             self._locks = SymbolLocks(self.resolved_url(), context.run.run_id)
         self._locks.acquire(context.partition_keys, self.lock_wait_seconds, context.log.warning)
@@ -68,10 +70,24 @@ class PostgresResource(dg.ConfigurableResource):
     @contextmanager
     def outcome(self, context: dg.AssetExecutionContext, asset: str) -> Iterator[list[str]]:
         """Record how this step ended for each symbol (read by `pipeline_health`): appending a
-        message to the yielded list marks it failed although it raised nothing."""
+        message to the yielded list marks it failed although it raised nothing.
+
+        A transient database error (connection lost, server restarting, serialization failure)
+        retries the step with exponential backoff: every write is one transaction, so a retried
+        step starts from consistent tables.
+        """
         problems: list[str] = []
         try:
             yield problems
+        except psycopg.OperationalError as error:
+            if _transient(error) and context.retry_number < TRANSIENT_RETRIES:
+                wait = 2.0**context.retry_number
+                context.log.warning(f"{_one_line(error)}: retrying in {wait:.0f}s")
+                raise dg.RetryRequested(
+                    max_retries=TRANSIENT_RETRIES, seconds_to_wait=wait
+                ) from error
+            self._record(context, asset, _one_line(error))
+            raise
         except BaseException as error:
             self._record(context, asset, _one_line(error))
             raise
@@ -160,6 +176,14 @@ class WindowResource(dg.ConfigurableResource):
         return PriceRequest(
             day(self.start, "start"), day(self.end, "end"), day(self.as_of, "as_of")
         )
+
+
+TRANSIENT_RETRIES = 4
+
+
+def _transient(error: psycopg.OperationalError) -> bool:
+    """Worth trying again: not a lock wait or statement that ran out of its time."""
+    return not isinstance(error, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
 
 
 def _one_line(error: BaseException) -> str:

@@ -64,6 +64,11 @@ class SymbolLocks:
         name, since = row
         return f"{name or 'another session'} (connected {since:%Y-%m-%d %H:%M:%S %Z})"
 
+    @property
+    def lost(self) -> bool:
+        """The connection broke (a server restart): its locks are gone with it."""
+        return self._conn.broken or self._conn.closed
+
     def release(self) -> None:
         """Let go of every symbol (closing the connection drops its locks)."""
         self._conn.close()
