@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpulse_pipeline.features.indicators import WilderState, compute_features, wilder_rsi
+from marketpulse_pipeline.features.indicators import WilderState, compute_features, wilder
 from marketpulse_pipeline_tests.market import market
 
 
 def test_rsi_follows_wilder_seeded_with_the_simple_mean():
     # 14 changes of +1/-1: average gain = average loss = 0.5, so RSI = 50 on the 15th bar.
     closes = [10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 12]
-    rsi = wilder_rsi(np.array(closes, dtype=float))
+    rsi = wilder(np.array(closes, dtype=float))[0]
     assert np.isnan(rsi[:14]).all()
     assert rsi[14] == pytest.approx(50.0)
     # then +2: gain = (0.5 * 13 + 2) / 14, loss = (0.5 * 13 + 0) / 14 -> 100 * 8.5 / 15
@@ -19,8 +19,8 @@ def test_rsi_follows_wilder_seeded_with_the_simple_mean():
 
 
 def test_rsi_is_100_when_prices_only_rise_and_50_when_flat():
-    assert wilder_rsi(np.arange(1.0, 17.0))[14:] == pytest.approx([100.0, 100.0])
-    assert wilder_rsi(np.full(16, 7.0))[14:] == pytest.approx([50.0, 50.0])
+    assert wilder(np.arange(1.0, 17.0))[0][14:] == pytest.approx([100.0, 100.0])
+    assert wilder(np.full(16, 7.0))[0][14:] == pytest.approx([50.0, 50.0])
 
 
 def test_bollinger_bands_use_the_population_standard_deviation():

@@ -105,12 +105,25 @@ def test_a_run_after_missed_days_catches_up(make_defs, instance, conn):
     assert prices(conn)["timestamp"].max() == dt.date(2025, 6, 30)
     [outcome, _quality] = run(defs, instance, as_of=dt.date(2025, 7, 31))  # a month of missed runs
     assert outcome.success
+    assert processed_window(instance, outcome.run_id, "AAPL") == "2025-07-01..2025-07-31"
     caught_up = prices(conn)
 
     run(defs, instance, start=SUMMER[0], end=SUMMER[1])  # the same range in one go
     pd.testing.assert_frame_equal(caught_up, prices(conn))
-    window = instance.get_latest_materialization_event(dg.AssetKey("stock_prices"))
-    assert window is not None
+
+
+def processed_window(instance: dg.DagsterInstance, run_id: str, symbol: str) -> str:
+    """The window a run's `stock_prices` materialization reports for one symbol."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    [window] = [
+        r.event_log_entry.dagster_event.materialization.metadata["window"].value
+        for r in records
+        if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("stock_prices")
+        and r.event_log_entry.dagster_event.partition == symbol
+    ]
+    return window
 
 
 def test_a_daily_run_processes_only_the_new_session(make_defs, instance, conn):

@@ -123,11 +123,6 @@ def _rsi_columns(
     return columns
 
 
-def wilder_rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
-    """RSI with Wilder's smoothing, TA-Lib style: NaN for the first `period` bars."""
-    return wilder(close, period)[0]
-
-
 def wilder(
     close: np.ndarray, period: int = 14, state: tuple[int, float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
