@@ -129,6 +129,29 @@ class PriceSourceResource(dg.ConfigurableResource):
         return parse_date(self.first_day, "price_source.first_day")
 
 
+class ClockResource(dg.ConfigurableResource):
+    """What time it is: decides the latest completed NYSE session, after which nothing is loaded.
+
+    Its own resource, so that a run's window config never replaces a pinned clock."""
+
+    now: str | None = Field(
+        default=None,
+        description="MARKETPULSE_NOW: a pinned clock (tests, reproducible runs); empty: the"
+        " system clock",
+    )
+
+    @field_validator("now")
+    @classmethod
+    def _a_moment(cls, text: str | None) -> str | None:
+        if text:
+            parse_moment(text, "clock.now")
+        return text or None
+
+    def latest(self) -> dt.date:
+        """The latest completed NYSE session: nothing after it is ever loaded."""
+        return latest_completed_session(parse_moment(self.now, "clock.now") if self.now else None)
+
+
 class WindowResource(dg.ConfigurableResource):
     """Which trading days a run loads prices for; computed assets always catch up with them.
 
@@ -147,11 +170,6 @@ class WindowResource(dg.ConfigurableResource):
         description="Catch up through this day (the schedule's tick); never past the latest"
         " completed session; empty: the latest completed session",
     )
-    now: str | None = Field(
-        default=None,
-        description="MARKETPULSE_NOW: the clock that decides the latest completed session"
-        " (tests, reproducible runs); empty: the system clock",
-    )
 
     @field_validator("start", "end", "as_of")
     @classmethod
@@ -162,12 +180,8 @@ class WindowResource(dg.ConfigurableResource):
 
     @model_validator(mode="after")
     def _a_window(self) -> WindowResource:
-        self.request().check(self.latest())
+        self.request().check_shape()  # refused as the run starts, before any step
         return self
-
-    def latest(self) -> dt.date:
-        """The latest completed NYSE session: nothing after it is ever loaded."""
-        return latest_completed_session(parse_moment(self.now, "window.now") if self.now else None)
 
     def request(self) -> PriceRequest:
         def day(text: str | None, name: str) -> dt.date | None:
@@ -209,5 +223,6 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             seed=settings.seed,
             first_day=settings.start_date.isoformat(),
         ),
-        "window": WindowResource(now=settings.now.isoformat() if settings.now else None),
+        "window": WindowResource(),
+        "clock": ClockResource(now=settings.now.isoformat() if settings.now else None),
     }

@@ -17,6 +17,7 @@ import dagster as dg
 from marketpulse_pipeline.automation import DAILY_JOB, QUALITY_JOB
 
 ProgressFn = Callable[[str], None]
+_SKIPPED = "Dependencies for step"  # Dagster's note on each step after a failure: noise here
 
 
 def _console(verbose: bool) -> dict:
@@ -156,8 +157,8 @@ class _Reporter:
         event = entry.dagster_event
         if self.outcome is None:
             return
-        if event is None:  # the pipeline's own log: warnings are for the user
-            if entry.level >= logging.WARNING:
+        if event is None:  # a log message: the pipeline's warnings are for the user
+            if entry.level >= logging.WARNING and not entry.user_message.startswith(_SKIPPED):
                 self.progress(f"  ! {entry.user_message}")
             return
         where = _symbols(self.outcome.symbols)

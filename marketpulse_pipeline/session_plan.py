@@ -42,10 +42,16 @@ class PriceRequest:
     end: dt.date | None = None
     as_of: dt.date | None = None
 
-    def check(self, latest: dt.date) -> None:
-        """Refuse a window that is empty, backwards or in the future, before anything runs."""
+    def check_shape(self) -> None:
+        """Refuse a window that is backwards or holds no session (no clock needed)."""
         if self.start and self.end and self.start > self.end:
             raise PlanError(f"window start {self.start} is after its end {self.end}")
+        if self.start and self.end and not len(sessions_between(self.start, self.end)):
+            raise PlanError(f"window {self.start}..{self.end} holds no NYSE session")
+
+    def check(self, latest: dt.date) -> None:
+        """Refuse a window that is empty, backwards or in the future, before anything runs."""
+        self.check_shape()
         if self.end and self.end > latest:
             raise PlanError(
                 f"window end {self.end} is after {latest}, the latest completed NYSE session"

@@ -108,7 +108,6 @@ def test_a_backfill_over_a_demo_equals_the_same_backfill_from_scratch(
         assert got[table] == expected[table], f"{table} differs from the from-scratch run"
 
 
-@pytest.mark.slow
 def test_an_older_window_fills_the_gap_to_the_stored_history(cli, conn, capsys):
     assert cli("backfill", "--start", "2025-11-03") == 0
     capsys.readouterr()
@@ -125,7 +124,6 @@ def test_an_older_window_fills_the_gap_to_the_stored_history(cli, conn, capsys):
     assert cli("health") == 0, capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_nothing_from_the_future_is_stored_and_future_rows_are_removed(cli, conn, capsys):
     before = row_counts(conn)
     assert cli("backfill", "--start", "2025-12-01", "--end", "2026-03-31") == 2
@@ -138,7 +136,7 @@ def test_nothing_from_the_future_is_stored_and_future_rows_are_removed(cli, conn
     for day in future:  # a copy of the last stored bar, dated after the latest session
         conn.execute(
             'INSERT INTO stock_prices (symbol, "timestamp", open, high, low, close, volume, source)'
-            ' SELECT symbol, %s, open, high, low, close, volume, source FROM stock_prices'
+            " SELECT symbol, %s, open, high, low, close, volume, source FROM stock_prices"
             ' WHERE "timestamp" = %s',
             [day, LATEST],
         )
@@ -175,7 +173,6 @@ def write_stooq(directory: Path, symbol: str, days: list[dt.date], level: float)
     (directory / f"{symbol}.csv").write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.slow
 def test_a_symbol_never_mixes_sources(cli, conn, tmp_path, monkeypatch, capsys):
     days = sessions(session_offset(LATEST, -29), LATEST)
     files = tmp_path / "csv"
@@ -216,13 +213,10 @@ def test_a_bad_window_or_argument_is_refused_before_anything_runs(cli, conn, cap
     assert row_counts(conn) == before and not any(before.values())
 
 
-@pytest.mark.slow
 def test_health_names_a_computed_asset_that_lags_its_prices(cli, conn, capsys):
     assert cli("backfill", "--start", "2025-11-03") == 0
     assert cli("health") == 0
-    conn.execute(
-        "DELETE FROM watermarks WHERE target = 'anomaly_consensus' AND symbol = 'AAPL'"
-    )
+    conn.execute("DELETE FROM watermarks WHERE target = 'anomaly_consensus' AND symbol = 'AAPL'")
     capsys.readouterr()
     assert cli("health") == 1
     [line] = err_lines(capsys.readouterr().err)

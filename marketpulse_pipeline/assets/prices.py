@@ -18,7 +18,12 @@ from marketpulse_pipeline.assets.metadata import (
 )
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
-from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource, WindowResource
+from marketpulse_pipeline.resources import (
+    ClockResource,
+    PostgresResource,
+    PriceSourceResource,
+    WindowResource,
+)
 from marketpulse_pipeline.schemas import InjectedAnomalies, StockPrices
 from marketpulse_pipeline.session_plan import PlanError, mixed_sources, price_plans
 from marketpulse_pipeline.sources.base import fetch_bars, fetch_injected
@@ -96,10 +101,11 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         database: PostgresResource,
         price_source: PriceSourceResource,
         window: WindowResource,
+        clock: ClockResource,
     ) -> Iterator[dg.MaterializeResult]:
         symbols = context.partition_keys
         source = price_source.build()
-        clock = Stopwatch()
+        timer = Stopwatch()
         with database.outcome(context, "stock_prices") as problems, database.connect() as conn:
             database.hold_symbols(context)
             plans = price_plans(
@@ -107,7 +113,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 stored_spans(conn, STOCK_PRICES, symbols),
                 window.request(),
                 first_day=price_source.first_session(),
-                latest=window.latest(),
+                latest=clock.latest(),
             )
             mixed = mixed_sources(stored_sources(conn, symbols), plans, source.name)
             if mixed:
@@ -124,17 +130,17 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                         " has no hole"
                     )
             windows = {symbol: plan.window for symbol, plan in plans.items()}
-            with clock.stage("source"):
+            with timer.stage("source"):
                 raw, injected = fetch_bars(source, windows), fetch_injected(source, windows)
-            with clock.stage("validation"):
+            with timer.stage("validation"):
                 gate = gate_bars(raw, windows, source.name)
                 injected = InjectedAnomalies.validate(injected)
-            with clock.stage("write"), conn.transaction():
+            with timer.stage("write"), conn.transaction():
                 changed = replace_prices(conn, gate.stored, windows)
                 rejected = gate.rejected.assign(run_id=context.run.run_id)
                 replace_window(conn, REJECTED_PRICES, rejected, windows)
                 replace_window(conn, INJECTED_ANOMALIES, injected, windows)
-            with clock.stage("gap_check"):
+            with timer.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
             gap_check = _gap_check(gaps, config.max_missing_sessions)
             if not gap_check.passed:
@@ -163,7 +169,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "rows_rejected": len(gate.rejected),
                 "symbols_changed": len(changed),
                 "first_change": min(changed.values()).isoformat() if changed else "none",
-                **clock.metadata(),
+                **timer.metadata(),
             },
             check_results=[gap_check, _rejected_check(gate)],
         )

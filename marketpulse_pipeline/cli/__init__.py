@@ -8,6 +8,7 @@ unhealthy database (or an unexpected failure). A database password is never prin
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -29,6 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The embedded server's package warns, now and at exit, that XDG_RUNTIME_DIR is unset.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     parser = _Parser(prog="marketpulse", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     pipeline.add_commands(commands)
