@@ -34,7 +34,6 @@ from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     SessionWindow,
     inside_windows,
-    latest_completed_session,
     session_offset,
 )
 from marketpulse_pipeline.settings import DEFAULT_SYMBOLS
@@ -270,13 +269,14 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
 
 def run_benchmark(
     scenarios: Sequence[str],
+    end: dt.date,
     demo_days: int = 250,
     daily_years: Sequence[int] = (2, 10),
     scale_symbols: int = 100,
     scale_days: int = 1260,
     progress: object = print,
 ) -> list[Step]:
-    end = latest_completed_session()
+    """Every scenario, its windows ending at `end` (the latest completed session)."""
     steps: list[Step] = []
     say = progress if callable(progress) else print
     with (

@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from marketpulse_pipeline.definitions import build_definitions
 from marketpulse_pipeline.settings import Settings
-from marketpulse_pipeline.storage.database import connect
+from marketpulse_pipeline.storage.database import connect, stop_embedded
 
 CLOCK = "2025-12-31T23:00:00Z"
 """MARKETPULSE_NOW of every test: after the close of 2025-12-31, so data never depends on the day
@@ -161,3 +161,18 @@ def make_defs(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.ephemeral() as ephemeral:
         yield ephemeral
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A fresh MarketPulse home for an embedded server, stopped and deleted after the test.
+
+    Not under tmp_path: any pytest session that starts meanwhile resets pytest's temp root to
+    mode 0700, which locks out the server's own OS user when the tests run as root.
+    """
+    home = Path(tempfile.mkdtemp(prefix="marketpulse-test-home-"))
+    try:
+        yield home
+        stop_embedded(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,30 +1,13 @@
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from marketpulse_pipeline.cli import main
-from marketpulse_pipeline.storage.database import stop_embedded
 
 
 def test_db_url_prints_the_configured_server(env, capsys):
     assert main(["db", "url"]) == 0
     assert capsys.readouterr().out.strip() == env["MARKETPULSE_DATABASE_URL"]
-
-
-@pytest.fixture
-def embedded_home() -> Iterator[Path]:
-    """A fresh home outside tmp_path (see test_database.home); its server is stopped after."""
-    home = Path(tempfile.mkdtemp(prefix="marketpulse-test-home-"))
-    try:
-        yield home
-        stop_embedded(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_embedded_server_starts_persists_and_stops(monkeypatch, embedded_home, capsys):

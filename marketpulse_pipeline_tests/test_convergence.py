@@ -66,15 +66,30 @@ def _sessions(draw: st.DrawFn) -> tuple[dt.date, dt.date]:
 
 @st.composite
 def operation(draw: st.DrawFn) -> dict:
-    kind = draw(st.sampled_from(["backfill", "backfill", "update", "demo"]))
-    op: dict = {"kind": kind, "clock": draw(st.sampled_from(SESSIONS[-60:]))}
+    kind = draw(st.sampled_from(["backfill", "backfill", "update", "demo", "two at once"]))
+    if kind == "two at once":  # two backfills of the same symbols started together
+        first, second = draw(backfill()), draw(backfill())
+        return {"kind": kind, "runs": [first, second], "kill_after": None}
     if kind == "backfill":
-        op["start"], op["end"] = _sessions(draw)
-        op["symbols"] = draw(st.sampled_from([None, "AAPL", "MSFT"]))
-    elif kind == "demo":
+        return draw(backfill())
+    op: dict = {"kind": kind, "clock": draw(st.sampled_from(SESSIONS[-60:]))}
+    if kind == "demo":
         op["days"] = draw(st.integers(1, 80))
     op["kill_after"] = draw(st.one_of(st.none(), st.floats(0.5, 9.0)))
     return op
+
+
+@st.composite
+def backfill(draw: st.DrawFn) -> dict:
+    start, end = _sessions(draw)
+    return {
+        "kind": "backfill",
+        "clock": draw(st.sampled_from(SESSIONS[-60:])),
+        "start": start,
+        "end": end,
+        "symbols": draw(st.sampled_from([None, "AAPL", "MSFT"])),
+        "kill_after": draw(st.one_of(st.none(), st.floats(0.5, 9.0))),
+    }
 
 
 def arguments(op: dict) -> list[str]:
@@ -108,19 +123,31 @@ def run(url: str, args: list[str], clock: dt.date, monkeypatch: pytest.MonkeyPat
             return main(args)
 
 
-def run_killed(url: str, args: list[str], clock: dt.date, after: float) -> None:
-    """The CLI in a subprocess, SIGKILLed `after` seconds in (if it has not finished)."""
-    process = subprocess.Popen(
+def start(url: str, args: list[str], clock: dt.date) -> subprocess.Popen:
+    """The CLI in a subprocess."""
+    return subprocess.Popen(
         [sys.executable, "-c", _CLI, *args],
         env=environment(url, clock),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def run_killed(url: str, args: list[str], clock: dt.date, after: float) -> None:
+    """The CLI in a subprocess, SIGKILLed `after` seconds in (if it has not finished)."""
+    process = start(url, args, clock)
     try:
         process.wait(timeout=after)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+def run_together(url: str, ops: list[dict]) -> None:
+    """Several CLI runs at once, each in its own process; the symbol locks keep them apart."""
+    processes = [start(url, arguments(op), op["clock"]) for op in ops]
+    for process in processes:
+        assert process.wait(timeout=300) in (0, 1, 2)
 
 
 @contextlib.contextmanager
@@ -162,7 +189,9 @@ def test_any_sequence_converges_to_the_from_scratch_result(
 ):
     with scratch(server_url, template_database) as url:
         for op in operations:
-            if op["kill_after"] is None:
+            if op["kind"] == "two at once":
+                run_together(url, op["runs"])
+            elif op["kill_after"] is None:
                 assert run(url, arguments(op), op["clock"], monkeypatch) in (0, 1, 2)
             else:
                 run_killed(url, arguments(op), op["clock"], op["kill_after"])

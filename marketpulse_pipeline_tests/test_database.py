@@ -6,12 +6,10 @@ with SIGKILL, and check that the next start works; each stops its server, even o
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -136,18 +134,8 @@ def test_connect_readonly_reports_an_outdated_schema_and_leaves_it_alone(databas
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    """A fresh MarketPulse home; its server, if any, is stopped after the test.
-
-    Not under tmp_path: any pytest session that starts meanwhile resets pytest's temp root to
-    mode 0700, which locks out the server's own OS user when the tests run as root.
-    """
-    home = Path(tempfile.mkdtemp(prefix="marketpulse-test-home-"))
-    try:
-        yield home
-        stop_embedded(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+def home(embedded_home: Path) -> Path:
+    return embedded_home
 
 
 def _start_in_subprocesses(home: Path, count: int) -> list[subprocess.Popen[str]]:

@@ -13,7 +13,7 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import catch_up
+from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
 from marketpulse_pipeline.resources import PostgresResource
@@ -22,7 +22,6 @@ from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
     PRICE_FEATURES,
     read_market,
-    replace_window,
 )
 
 
@@ -74,14 +73,7 @@ def build_anomaly_asset(
             with clock.stage("validation"):
                 found = validated(Anomalies, found)
             with clock.stage("write"):
-                replace_window(
-                    conn,
-                    ANOMALIES,
-                    found,
-                    {s: plan.replaced for s, plan in plans.items()},
-                    where=where,
-                    valid={s: plan.valid_through for s, plan in plans.items()},
-                )
+                write(conn, ANOMALIES, found, plans, where)
         report_partitions(context, windows, {"anomalies_found": found})
         return dg.MaterializeResult(
             metadata={

@@ -11,7 +11,7 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import catch_up
+from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.consensus import consensus
 from marketpulse_pipeline.detectors import METHODS
 from marketpulse_pipeline.resources import PostgresResource
@@ -20,7 +20,6 @@ from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
     ANOMALY_CONSENSUS,
     read_window,
-    replace_window,
 )
 
 
@@ -61,13 +60,7 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
             with clock.stage("compute"):
                 agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
             with clock.stage("write"):
-                replace_window(
-                    conn,
-                    ANOMALY_CONSENSUS,
-                    agreed,
-                    {s: plan.replaced for s, plan in plans.items()},
-                    valid={s: plan.valid_through for s, plan in plans.items()},
-                )
+                write(conn, ANOMALY_CONSENSUS, agreed, plans)
         report_partitions(context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]})
         return dg.MaterializeResult(
             metadata={

@@ -13,7 +13,7 @@ from marketpulse_pipeline.assets.metadata import (
     per_symbol,
     report_partitions,
 )
-from marketpulse_pipeline.assets.windows import catch_up
+from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     SessionWindow,
@@ -28,7 +28,6 @@ from marketpulse_pipeline.storage.tables import (
     STOCK_PRICES,
     latest_before,
     read_window,
-    replace_window,
 )
 
 
@@ -68,13 +67,7 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
             with clock.stage("validation"):
                 features = validated(PriceFeatures, features)
             with clock.stage("write"):
-                replace_window(
-                    conn,
-                    PRICE_FEATURES,
-                    features,
-                    {s: plan.replaced for s, plan in plans.items()},
-                    valid={s: plan.valid_through for s, plan in plans.items()},
-                )
+                write(conn, PRICE_FEATURES, features, plans)
         report_partitions(context, windows, {"rows_written": features})
         return dg.MaterializeResult(
             metadata={

@@ -3,11 +3,18 @@
 
 from collections.abc import Mapping, Sequence
 
+import pandas as pd
 import psycopg
 
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.session_plan import DerivedPlan, common_span, derived_plans
-from marketpulse_pipeline.storage.tables import STOCK_PRICES, Table, stored_spans, valid_through
+from marketpulse_pipeline.storage.tables import (
+    STOCK_PRICES,
+    Table,
+    replace_window,
+    stored_spans,
+    valid_through,
+)
 
 Upstream = tuple[Table, Mapping[str, str] | None]
 
@@ -42,3 +49,22 @@ def _valid_spans(
         symbol: SessionWindow(span.start, through[symbol]) if span and through[symbol] else None
         for symbol, span in prices.items()
     }
+
+
+def write(
+    conn: psycopg.Connection,
+    target: Table,
+    frame: pd.DataFrame,
+    plans: Mapping[str, DerivedPlan],
+    where: Mapping[str, str] | None = None,
+) -> int:
+    """Replace every row each plan replaces with `frame`'s, and record the new validity — one
+    transaction."""
+    return replace_window(
+        conn,
+        target,
+        frame,
+        {symbol: plan.replaced for symbol, plan in plans.items()},
+        where=where,
+        valid={symbol: plan.valid_through for symbol, plan in plans.items()},
+    )

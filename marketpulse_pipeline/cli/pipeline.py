@@ -111,6 +111,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     began = time.perf_counter()
     steps = run_benchmark(
         args.scenarios,
+        settings.latest_session(),
         demo_days=args.demo_days,
         daily_years=args.daily_years,
         scale_symbols=args.scale_symbols,
