@@ -1,4 +1,5 @@
-"""Dagster resources: the database, the price source and the processing window.
+"""Dagster resources: the database (and the run's symbol locks), the price source, the window
+of sessions a run loads, and the clock.
 
 Their values come from `Settings` (the `MARKETPULSE_*` environment, validated once) and show in
 the Dagster UI; the database URL is wired with `EnvVar`, so a password is never displayed.
