@@ -196,6 +196,23 @@ def test_a_symbol_never_mixes_sources(cli, conn, tmp_path, monkeypatch, capsys):
     assert conn.execute(query).fetchall() == stored
 
 
+def test_another_seed_is_another_source(cli, conn, capsys, monkeypatch):
+    assert cli("backfill", "--start", "2025-12-01") == 0
+    before = (
+        stored_days(conn, "AAPL"),
+        conn.execute("SELECT sum(close) FROM stock_prices").fetchone(),
+    )
+    monkeypatch.setenv("MARKETPULSE_SEED", "7")
+    capsys.readouterr()
+    assert cli("backfill", "--start", "2025-12-15", "--end", "2025-12-19") == 1
+    assert "another source than 'synthetic(seed=7)'" in capsys.readouterr().err
+    after = (
+        stored_days(conn, "AAPL"),
+        conn.execute("SELECT sum(close) FROM stock_prices").fetchone(),
+    )
+    assert after == before
+
+
 def test_a_bad_window_or_argument_is_refused_before_anything_runs(cli, conn, capsys):
     before = row_counts(conn)
     refused = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar
 
 import pandas as pd
 
@@ -43,7 +42,8 @@ INJECTED_DTYPES = {
 class PriceSource(ABC):
     """Where daily bars come from. Subclass it and implement `bars` to add a market-data vendor."""
 
-    name: ClassVar[str]
+    name: str
+    """Stored with every bar: a symbol's history comes from one source name only."""
 
     @abstractmethod
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,7 +36,7 @@ class PriceFileError(ValueError):
 class CsvSource(PriceSource):
     """Bars read from `<directory>/<SYMBOL>.csv` files."""
 
-    name: ClassVar[str] = "csv"
+    name = "csv"
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

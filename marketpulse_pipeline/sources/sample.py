@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import ClassVar
 
 import pandas as pd
 
@@ -30,7 +29,7 @@ def _sample_bars() -> pd.DataFrame:
 class SampleSource(PriceSource):
     """Unadjusted bars of the sample tickers; asking for another symbol is an error."""
 
-    name: ClassVar[str] = "sample"
+    name = "sample"
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         data = _sample_bars()

@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,8 @@ from marketpulse_pipeline.sources.base import BAR_DTYPES, INJECTED_DTYPES, Price
 EPOCH = dt.date(2000, 1, 3)
 """First simulated session: the state every symbol's path starts from."""
 
+DEFAULT_SEED = 42
+DEFAULT_RATE = 0.01
 TRADING_DAYS_PER_YEAR = 252
 VOL_PERSISTENCE = 0.97  # AR(1) coefficient of log-volatility: calm and stormy spells
 VOL_OF_VOL = 0.35  # stationary standard deviation of log-volatility
@@ -110,13 +111,21 @@ class _Path:
 class SyntheticSource(PriceSource):
     """Simulated bars for any symbol, reproducible from `seed`; anomalies at `anomaly_rate`."""
 
-    name: ClassVar[str] = "synthetic"
-
-    def __init__(self, seed: int = 42, anomaly_rate: float = 0.01) -> None:
+    def __init__(self, seed: int = DEFAULT_SEED, anomaly_rate: float = DEFAULT_RATE) -> None:
         if not 0.0 <= anomaly_rate <= 1.0:
             raise ValueError(f"anomaly_rate must lie in [0, 1], got {anomaly_rate}")
         self.seed = seed
         self.anomaly_rate = anomaly_rate
+        # Another seed or rate is another history: its name keeps one symbol's rows from mixing.
+        changed = [
+            f"{k}={v}"
+            for k, v, d in (
+                ("seed", seed, DEFAULT_SEED),
+                ("anomaly_rate", anomaly_rate, DEFAULT_RATE),
+            )
+            if v != d
+        ]
+        self.name = f"synthetic({', '.join(changed)})" if changed else "synthetic"
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = []
