@@ -183,6 +183,9 @@ class _Reporter:
                 summary = check.metadata.get("summary")
                 if summary is not None:
                     line += f": {summary.value}"
+                if check.severity == dg.AssetCheckSeverity.WARN:  # reported, not a failure
+                    self.progress(f"  ! {line} (warning)")
+                    return
                 self.outcome.failures.append(line)
                 self.progress(f"  ! {line}")
 

@@ -44,6 +44,12 @@ class PriceRequest:
 
     def check_shape(self) -> None:
         """Refuse a window that is backwards or holds no session (no clock needed)."""
+        for name, day in (("start", self.start), ("end", self.end), ("as_of", self.as_of)):
+            if day and day < EARLIEST_SESSION:
+                raise PlanError(
+                    f"window {name} {day} is before {EARLIEST_SESSION},"
+                    " the calendar's first session"
+                )
         if self.start and self.end and self.start > self.end:
             raise PlanError(f"window start {self.start} is after its end {self.end}")
         if self.start and self.end and not len(sessions_between(self.start, self.end)):
@@ -80,21 +86,26 @@ def price_plans(
     *,
     first_day: dt.date,
     latest: dt.date,
+    holes: Mapping[str, dt.date] | None = None,
 ) -> dict[str, PricePlan]:
     """Each symbol's price window.
 
     Catching up runs from the session after the symbol's last stored one (or `first_day`)
-    through `as_of`. An explicit window is taken as given, then widened to meet the stored
-    history when it would leave sessions between them missing. Nothing after `latest` — the
+    through `as_of` — or from the first session missing inside its stored history (`holes`),
+    so a bar a source lacked is asked for again until it comes. An explicit window is taken as
+    given, then widened to meet the stored history when it would leave sessions between them
+    missing. Nothing after `latest` — the
     latest completed session — is ever fetched, whatever `end` or `as_of` say.
     """
     request.check(latest)
     through = min(request.as_of or latest, latest)
+    holes = holes or {}
     plans = {}
     for symbol in symbols:
         span = stored.get(symbol)
         if request.start is None:
             start = next_session(span.end) if span else first_day
+            start = min(start, holes.get(symbol, start))
             plans[symbol] = PricePlan(SessionWindow(start, request.end or through))
             continue
         window = SessionWindow(request.start, request.end or through)

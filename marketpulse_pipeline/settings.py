@@ -22,6 +22,7 @@ from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     MARKET_TIMEZONE,
     latest_completed_session,
+    nyse,
     session_offset,
 )
 
@@ -131,8 +132,15 @@ def parse_moment(text: str, origin: str) -> dt.datetime:
             f"{origin}={text!r} is not a date-time (expected e.g. 2025-07-03T22:00:00Z)"
         ) from None
     if len(text) == 10:  # a bare date: the end of that day in New York, after any close
-        return dt.datetime.combine(moment.date(), dt.time(23, 59), ZoneInfo(MARKET_TIMEZONE))
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        moment = dt.datetime.combine(moment.date(), dt.time(23, 59), ZoneInfo(MARKET_TIMEZONE))
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    last = nyse().last_session.date()
+    if not EARLIEST_SESSION < moment.date() <= last:
+        raise SettingsError(
+            f"{origin}={text!r} is outside the NYSE calendar ({EARLIEST_SESSION} to {last})"
+        )
+    return moment
 
 
 def _moment(text: str | None, origin: str) -> dt.datetime | None:
@@ -182,6 +190,12 @@ def _check_writable(directory: Path, origin: str) -> None:
     while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        try:  # root passes every access check: only creating it tells (e.g. under /proc)
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SettingsError(
+                f"{origin}={str(directory)!r} cannot be created ({error.strerror})"
+            ) from None
         return
     if existing == directory:
         raise SettingsError(f"{origin}={str(directory)!r} is not a writable directory")

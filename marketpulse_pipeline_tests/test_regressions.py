@@ -241,3 +241,65 @@ def test_health_names_a_computed_asset_that_lags_its_prices(cli, conn, capsys):
     assert cli("update") == 0
     capsys.readouterr()
     assert cli("health") == 0, capsys.readouterr().err
+
+
+def test_a_bar_the_source_lacked_is_asked_for_again_until_it_comes(
+    cli, conn, tmp_path, monkeypatch, capsys
+):
+    days = sessions(session_offset(LATEST, -29), LATEST)
+    files = tmp_path / "csv"
+    files.mkdir()
+    write_stooq(files, "MSFT", days, 370.0)
+    write_stooq(files, "AAPL", days, 170.0)
+    complete = (files / "AAPL.csv").read_text()
+    hole = days[10]
+    lines = [line for line in complete.splitlines() if not line.startswith(f"{hole},")]
+    (files / "AAPL.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("MARKETPULSE_SOURCE", "csv")
+    monkeypatch.setenv("MARKETPULSE_CSV_DIR", str(files))
+    assert cli("backfill", "--start", f"{days[0]}") == 1
+    assert f"AAPL has no bar for {hole}" in capsys.readouterr().err
+    assert cli("update") == 1  # still missing: asked for again, still refused by the check
+
+    (files / "AAPL.csv").write_text(complete)  # the vendor delivers it
+    assert cli("update") == 0, capsys.readouterr().err
+    assert stored_days(conn, "AAPL") == days
+    assert cli("health") == 0, capsys.readouterr().err
+
+
+def test_a_refused_bar_is_a_warning_not_a_failure(cli, conn, tmp_path, monkeypatch, capsys):
+    days = sessions(session_offset(LATEST, -29), LATEST)
+    files = tmp_path / "csv"
+    files.mkdir()
+    for symbol, level in zip(SYMBOLS, (170.0, 370.0), strict=True):
+        write_stooq(files, symbol, days, level)
+    with (files / "MSFT.csv").open("a") as extra:
+        extra.write("2025-12-06,1,1,1,1,100\n")  # a Saturday
+    monkeypatch.setenv("MARKETPULSE_SOURCE", "csv")
+    monkeypatch.setenv("MARKETPULSE_CSV_DIR", str(files))
+    assert cli("backfill", "--start", f"{days[0]}") == 0
+    out = capsys.readouterr().out
+    assert "check no_rejected_rows on stock_prices [AAPL..MSFT]: 1 bars refused" in out
+    assert "MSFT.csv:32: not an NYSE session" in out and "(warning)" in out
+
+
+@pytest.mark.parametrize(
+    ("variables", "args", "named"),
+    [
+        ({"MARKETPULSE_NOW": "9999-12-31"}, ("health",), "MARKETPULSE_NOW"),
+        ({"MARKETPULSE_NOW": "1985-01-02"}, ("update",), "MARKETPULSE_NOW"),
+        ({}, ("backfill", "--start", "0001-01-01", "--end", "0001-01-05"), "1990-01-02"),
+        ({"MARKETPULSE_START_DATE": "2026-05-01"}, ("update",), "MARKETPULSE_START_DATE"),
+        ({"MARKETPULSE_HOME": "/proc/marketpulse"}, ("db", "url"), "MARKETPULSE_HOME"),
+    ],
+)
+def test_values_out_of_range_are_named_in_one_line(
+    cli, capsys, monkeypatch, variables, args, named
+):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    if "MARKETPULSE_HOME" in variables:
+        monkeypatch.delenv("MARKETPULSE_DATABASE_URL")
+    assert cli(*args) == 2
+    [line] = err_lines(capsys.readouterr().err)
+    assert named in line, line

@@ -31,6 +31,7 @@ from marketpulse_pipeline.storage.tables import (
     INJECTED_ANOMALIES,
     REJECTED_PRICES,
     STOCK_PRICES,
+    first_holes,
     read_window,
     replace_prices,
     replace_window,
@@ -114,6 +115,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 window.request(),
                 first_day=price_source.first_session(),
                 latest=clock.latest(),
+                holes=first_holes(conn, symbols),
             )
             mixed = mixed_sources(stored_sources(conn, symbols), plans, source.name)
             if mixed:
@@ -222,6 +224,14 @@ def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
     )
 
 
+def _describe_rejected(rejected: pd.DataFrame) -> str:
+    """How many bars were refused, and the first one's place and reason."""
+    if rejected.empty:
+        return "none"
+    first = rejected.iloc[0]
+    return f"{len(rejected)} bars refused, the first at {first['source_ref']}: {first['reason']}"
+
+
 def _rejected_check(gate: GateResult) -> dg.AssetCheckResult:
     rejected = gate.rejected
     return dg.AssetCheckResult(
@@ -229,6 +239,7 @@ def _rejected_check(gate: GateResult) -> dg.AssetCheckResult:
         passed=rejected.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            "summary": _describe_rejected(rejected),
             "rows_rejected": len(rejected),
             "sample": sample(
                 rejected.assign(timestamp=pd.to_datetime(rejected["timestamp"]).dt.date)[

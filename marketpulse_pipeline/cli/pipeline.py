@@ -164,7 +164,13 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 def _materialize(
     args: argparse.Namespace, settings: Settings, symbols: Sequence[str], request: PriceRequest
 ) -> int:
-    request.check(settings.latest_session())  # a bad window is refused before anything runs
+    latest = settings.latest_session()
+    request.check(latest)  # a bad window is refused before anything runs
+    if request.start is None and settings.start_date > latest:
+        raise SettingsError(
+            f"MARKETPULSE_START_DATE={settings.start_date} is after {latest}, the latest"
+            " completed session: a symbol without prices would load nothing"
+        )
     from marketpulse_pipeline.definitions import build_definitions
     from marketpulse_pipeline.runner import dagster_instance, log_path, run_pipeline
     from marketpulse_pipeline.storage.database import resolve_url

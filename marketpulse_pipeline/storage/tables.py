@@ -215,6 +215,29 @@ def stored_spans(
     return {s: SessionWindow(first, last) if first else None for s, first, last in rows}
 
 
+_FIRST_HOLES = """
+WITH spans AS (
+    SELECT symbol, min("timestamp") AS first, max("timestamp") AS last, count(*) AS bars
+      FROM stock_prices WHERE symbol = ANY(%s) GROUP BY symbol
+), holed AS (
+    SELECT * FROM spans AS s
+     WHERE s.bars < (SELECT count(*) FROM market_sessions WHERE session BETWEEN s.first AND s.last)
+)
+SELECT h.symbol, min(m.session)
+  FROM holed AS h JOIN market_sessions AS m ON m.session BETWEEN h.first AND h.last
+ WHERE NOT EXISTS (
+     SELECT 1 FROM stock_prices AS p WHERE p.symbol = h.symbol AND p."timestamp" = m.session
+ )
+ GROUP BY h.symbol
+"""
+
+
+def first_holes(conn: psycopg.Connection, symbols: Iterable[str]) -> dict[str, dt.date]:
+    """Per symbol whose stored history lacks a session between its first and last bar, the
+    first such session. Counting first keeps this cheap for the symbols without one."""
+    return dict(conn.execute(_FIRST_HOLES, [list(symbols)]).fetchall())
+
+
 def stored_sources(
     conn: psycopg.Connection, symbols: Iterable[str]
 ) -> list[tuple[str, str, dt.date, dt.date]]:
