@@ -116,6 +116,11 @@ class PriceSourceResource(dg.ConfigurableResource):
     first_day: str = Field(
         description="MARKETPULSE_START_DATE: the first day loaded for a symbol with no prices"
     )
+    max_missing_sessions: int = Field(
+        default=0,
+        description="MARKETPULSE_MAX_MISSING_SESSIONS: sessions a symbol's history may lack"
+        " before its computed assets stop at the first missing one",
+    )
 
     def build(self) -> PriceSource:
         if self.kind == "synthetic":
@@ -223,6 +228,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             csv_dir=str(settings.csv_dir or ""),
             seed=settings.seed,
             first_day=settings.start_date.isoformat(),
+            max_missing_sessions=settings.max_missing_sessions,
         ),
         "window": WindowResource(),
         "clock": ClockResource(now=settings.now.isoformat() if settings.now else None),

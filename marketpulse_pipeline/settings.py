@@ -53,6 +53,9 @@ class Settings:
     symbols: tuple[str, ...]
     start_date: dt.date
     seed: int
+    max_missing_sessions: int = 0
+    """MARKETPULSE_MAX_MISSING_SESSIONS: sessions a symbol's stored history may lack before its
+    computed assets stop at the first missing one (and the gap check fails)."""
     now: dt.datetime | None = None
     """MARKETPULSE_NOW: a pinned clock (tests, reproducible runs); None is the system clock."""
 
@@ -83,6 +86,9 @@ class Settings:
             symbols=parse_symbols(get("MARKETPULSE_SYMBOLS"), "MARKETPULSE_SYMBOLS"),
             start_date=_start_date(get("MARKETPULSE_START_DATE"), now),
             seed=_seed(get("MARKETPULSE_SEED") or "42", "MARKETPULSE_SEED"),
+            max_missing_sessions=_count(
+                get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0", "MARKETPULSE_MAX_MISSING_SESSIONS"
+            ),
             now=now,
         )
 
@@ -157,6 +163,13 @@ def _start_date(text: str | None, now: dt.datetime | None) -> dt.date:
             " the calendar's first day"
         )
     return day
+
+
+def _count(text: str, origin: str) -> int:
+    """A whole number from 0 to 10,000."""
+    if not text.isdigit() or int(text) > 10_000:
+        raise SettingsError(f"{origin}={text!r} is not a whole number from 0 to 10000")
+    return int(text)
 
 
 def _seed(text: str, origin: str) -> int:

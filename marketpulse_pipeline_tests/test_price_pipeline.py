@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from marketpulse_pipeline.automation import DAILY_JOB
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.runner import run_pipeline
@@ -167,7 +166,16 @@ JULY_FIRST_WEEK = [
 ]
 
 
-def test_bad_csv_rows_are_quarantined_and_block_downstream(make_defs, instance, conn, tmp_path):
+def valid_through(conn, target: str) -> dict[str, dt.date]:
+    rows = conn.execute(
+        "SELECT symbol, valid_through FROM watermarks WHERE target = %s", [target]
+    ).fetchall()
+    return dict(rows)
+
+
+def test_bad_csv_rows_are_quarantined_and_a_hole_stops_only_its_symbol(
+    make_defs, instance, conn, tmp_path
+):
     csv_dir = tmp_path / "csv"
     write_csv(csv_dir, "AAPL", JULY_FIRST_WEEK)
     write_csv(
@@ -187,7 +195,16 @@ def test_bad_csv_rows_are_quarantined_and_block_downstream(make_defs, instance, 
         defs, instance, symbols=["AAPL", "MSFT"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
     )
 
-    assert not outcome.success  # the gap on 2025-07-03 fails the blocking check
+    assert (
+        "check every_session_has_a_bar on stock_prices [AAPL..MSFT]: MSFT has no bar for"
+        " 2025-07-03" in outcome.failures
+    )
+    # MSFT's computed assets stop before its hole; AAPL goes on.
+    assert valid_through(conn, "price_features") == {
+        "AAPL": dt.date(2025, 7, 7),
+        "MSFT": dt.date(2025, 7, 2),
+    }
+    assert valid_through(conn, "anomaly_consensus") == valid_through(conn, "price_features")
     stored = prices(conn)
     rejected = conn.execute(
         'SELECT symbol, "timestamp", close, source_ref, reason, run_id FROM rejected_prices'
@@ -214,28 +231,19 @@ def test_bad_csv_rows_are_quarantined_and_block_downstream(make_defs, instance, 
     )
 
 
-def test_gap_tolerance_is_configurable(make_defs, instance, tmp_path):
+def test_gap_tolerance_is_configurable(make_defs, instance, conn, tmp_path, monkeypatch):
     csv_dir = tmp_path / "csv"
     write_csv(csv_dir, "AAPL", [JULY_FIRST_WEEK[0], *JULY_FIRST_WEEK[2:]])
-    defs = make_defs(
-        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL"
-    )
-    window = {"start": "2025-07-01", "end": "2025-07-07"}
-    job = defs.resolve_job_def(DAILY_JOB)
+    settings = {"MARKETPULSE_SOURCE": "csv", "MARKETPULSE_CSV_DIR": str(csv_dir)}
 
-    def execute(tolerance: int) -> bool:
-        return job.execute_in_process(
-            run_config={
-                "resources": {"window": {"config": window}},
-                "ops": {"prices": {"config": {"max_missing_sessions": tolerance}}},
-            },
-            instance=instance,
-            partition_key="AAPL",
-            raise_on_error=False,
-        ).success
+    def features_through(tolerance: int) -> dt.date:
+        monkeypatch.setenv("MARKETPULSE_MAX_MISSING_SESSIONS", str(tolerance))
+        defs = make_defs(**settings, MARKETPULSE_SYMBOLS="AAPL")
+        run(defs, instance, symbols=["AAPL"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7))
+        return valid_through(conn, "price_features")["AAPL"]
 
-    assert not execute(0)
-    assert execute(1)
+    assert features_through(0) == dt.date(2025, 7, 1)  # stops before the missing 2025-07-02
+    assert features_through(1) == dt.date(2025, 7, 7)  # tolerated: it carries on
 
 
 def test_a_missing_csv_file_fails_the_run_naming_the_file(make_defs, instance, tmp_path):

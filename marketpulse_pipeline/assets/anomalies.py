@@ -16,7 +16,7 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
-from marketpulse_pipeline.resources import PostgresResource
+from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import Anomalies, validated
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
@@ -51,7 +51,9 @@ def build_anomaly_asset(
         **per_symbol(partitions),
     )
     def anomalies(
-        context: dg.AssetExecutionContext, database: PostgresResource
+        context: dg.AssetExecutionContext,
+        database: PostgresResource,
+        price_source: PriceSourceResource,
     ) -> dg.MaterializeResult:
         params = detector.params(**context.op_execution_context.op_config)
         symbols = context.partition_keys
@@ -59,7 +61,14 @@ def build_anomaly_asset(
         clock = Stopwatch()
         with database.outcome(context, anomaly_asset_name(method)), database.connect() as conn:
             database.hold_symbols(context)
-            plans = catch_up(conn, ANOMALIES, [(PRICE_FEATURES, None)], symbols, where)
+            plans = catch_up(
+                conn,
+                ANOMALIES,
+                [(PRICE_FEATURES, None)],
+                symbols,
+                price_source.max_missing_sessions,
+                where,
+            )
             windows = {s: plan.compute for s, plan in plans.items()}
             live = {s: w for s, w in windows.items() if not w.is_empty}
             history = {

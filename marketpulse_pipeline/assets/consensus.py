@@ -14,7 +14,7 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.consensus import consensus
 from marketpulse_pipeline.detectors import METHODS
-from marketpulse_pipeline.resources import PostgresResource
+from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import AnomalyConsensus, validated
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
@@ -47,13 +47,16 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         context: dg.AssetExecutionContext,
         config: ConsensusConfig,
         database: PostgresResource,
+        price_source: PriceSourceResource,
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
         clock = Stopwatch()
         with database.outcome(context, "anomaly_consensus"), database.connect() as conn:
             database.hold_symbols(context)
             upstreams = [(ANOMALIES, {"method": method}) for method in METHODS]
-            plans = catch_up(conn, ANOMALY_CONSENSUS, upstreams, symbols)
+            plans = catch_up(
+                conn, ANOMALY_CONSENSUS, upstreams, symbols, price_source.max_missing_sessions
+            )
             windows = {s: plan.compute for s, plan in plans.items()}
             with clock.stage("read"):
                 found = read_window(conn, ANOMALIES, windows)

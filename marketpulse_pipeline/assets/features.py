@@ -21,7 +21,7 @@ from marketpulse_pipeline.calendar import (
     session_offset,
 )
 from marketpulse_pipeline.features.indicators import WilderState, compute_features
-from marketpulse_pipeline.resources import PostgresResource
+from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import PriceFeatures, validated
 from marketpulse_pipeline.storage.tables import (
     PRICE_FEATURES,
@@ -49,13 +49,21 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         **per_symbol(partitions),
     )
     def price_features(
-        context: dg.AssetExecutionContext, database: PostgresResource
+        context: dg.AssetExecutionContext,
+        database: PostgresResource,
+        price_source: PriceSourceResource,
     ) -> dg.MaterializeResult:
         symbols = context.partition_keys
         clock = Stopwatch()
         with database.outcome(context, "price_features"), database.connect() as conn:
             database.hold_symbols(context)
-            plans = catch_up(conn, PRICE_FEATURES, [(STOCK_PRICES, None)], symbols)
+            plans = catch_up(
+                conn,
+                PRICE_FEATURES,
+                [(STOCK_PRICES, None)],
+                symbols,
+                price_source.max_missing_sessions,
+            )
             windows = {s: plan.compute for s, plan in plans.items()}
             live = {s: w for s, w in windows.items() if not w.is_empty}
             with clock.stage("read"):

@@ -31,22 +31,17 @@ from marketpulse_pipeline.storage.tables import (
     INJECTED_ANOMALIES,
     REJECTED_PRICES,
     STOCK_PRICES,
-    first_holes,
     read_window,
     replace_prices,
     replace_window,
     span_counts,
+    stored_holes,
     stored_sources,
     stored_spans,
 )
 
 GAP_CHECK = "every_session_has_a_bar"
 REJECTED_CHECK = "no_rejected_rows"
-
-
-class PriceGateConfig(dg.Config):
-    max_missing_sessions: int = 0
-    """Sessions per symbol that may lack a valid bar before the gap check fails."""
 
 
 def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -80,11 +75,11 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             dg.AssetCheckSpec(
                 GAP_CHECK,
                 asset="stock_prices",
-                blocking=True,
                 description=(
                     "Every session from the symbol's first stored day through the window has a"
-                    " valid bar (up to max_missing_sessions per symbol): a gap would corrupt every"
-                    " rolling window downstream."
+                    " valid bar (up to MARKETPULSE_MAX_MISSING_SESSIONS per symbol). Beyond that,"
+                    " the symbol's computed assets stop before its first missing session — a gap"
+                    " would corrupt every rolling window — while the other symbols go on."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -98,7 +93,6 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     )
     def prices(
         context: dg.AssetExecutionContext,
-        config: PriceGateConfig,
         database: PostgresResource,
         price_source: PriceSourceResource,
         window: WindowResource,
@@ -115,7 +109,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 window.request(),
                 first_day=price_source.first_session(),
                 latest=clock.latest(),
-                holes=first_holes(conn, symbols),
+                holes={s: h.first for s, h in stored_holes(conn, symbols).items()},
             )
             mixed = mixed_sources(stored_sources(conn, symbols), plans, source.name)
             if mixed:
@@ -144,7 +138,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 replace_window(conn, INJECTED_ANOMALIES, injected, windows)
             with timer.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
-            gap_check = _gap_check(gaps, config.max_missing_sessions)
+            gap_check = _gap_check(gaps, price_source.max_missing_sessions)
             if not gap_check.passed:
                 problems.append(f"{GAP_CHECK}: {_describe_gaps(gaps)}")
 

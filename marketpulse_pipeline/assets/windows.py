@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import psycopg
 
-from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.calendar import SessionWindow, previous_session
 from marketpulse_pipeline.session_plan import DerivedPlan, common_span, derived_plans
 from marketpulse_pipeline.storage.tables import (
     STOCK_PRICES,
     Table,
     replace_window,
+    stored_holes,
     stored_spans,
     valid_through,
 )
@@ -24,17 +25,31 @@ def catch_up(
     target: Table,
     upstreams: Sequence[Upstream],
     symbols: Sequence[str],
+    tolerance: int,
     where: Mapping[str, str] | None = None,
 ) -> dict[str, DerivedPlan]:
     """What `target` (or its slice `where`) recomputes for each symbol: from its first invalid
-    session through the last session every upstream is valid for."""
-    prices = stored_spans(conn, STOCK_PRICES, symbols)
+    session through the last session every upstream is valid for. Prices are valid up to the
+    first missing session of a symbol missing more than `tolerance` sessions."""
+    prices = usable_prices(conn, symbols, tolerance)
     spans = [
         prices if table is STOCK_PRICES else _valid_spans(conn, table, slice_, prices)
         for table, slice_ in upstreams
     ]
     upstream = {symbol: common_span(span[symbol] for span in spans) for symbol in symbols}
     return derived_plans(symbols, valid_through(conn, target, symbols, where), upstream)
+
+
+def usable_prices(
+    conn: psycopg.Connection, symbols: Sequence[str], tolerance: int
+) -> dict[str, SessionWindow | None]:
+    """Each symbol's stored prices, up to the session before its first hole when it has more
+    than `tolerance` missing sessions: nothing is computed across such a hole."""
+    spans = stored_spans(conn, STOCK_PRICES, symbols)
+    for symbol, holes in stored_holes(conn, symbols).items():
+        if holes.count > tolerance and spans[symbol] is not None:
+            spans[symbol] = SessionWindow(spans[symbol].start, previous_session(holes.first))
+    return spans
 
 
 def _valid_spans(

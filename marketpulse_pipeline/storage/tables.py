@@ -223,7 +223,7 @@ WITH spans AS (
     SELECT * FROM spans AS s
      WHERE s.bars < (SELECT count(*) FROM market_sessions WHERE session BETWEEN s.first AND s.last)
 )
-SELECT h.symbol, min(m.session)
+SELECT h.symbol, min(m.session), count(*)
   FROM holed AS h JOIN market_sessions AS m ON m.session BETWEEN h.first AND h.last
  WHERE NOT EXISTS (
      SELECT 1 FROM stock_prices AS p WHERE p.symbol = h.symbol AND p."timestamp" = m.session
@@ -232,10 +232,19 @@ SELECT h.symbol, min(m.session)
 """
 
 
-def first_holes(conn: psycopg.Connection, symbols: Iterable[str]) -> dict[str, dt.date]:
-    """Per symbol whose stored history lacks a session between its first and last bar, the
-    first such session. Counting first keeps this cheap for the symbols without one."""
-    return dict(conn.execute(_FIRST_HOLES, [list(symbols)]).fetchall())
+@dataclass(frozen=True)
+class Holes:
+    """Sessions a symbol's stored history lacks between its first and last bar."""
+
+    first: dt.date
+    count: int
+
+
+def stored_holes(conn: psycopg.Connection, symbols: Iterable[str]) -> dict[str, Holes]:
+    """Per symbol whose stored history lacks sessions, the first and how many. Counting first
+    keeps this cheap for the symbols without any."""
+    rows = conn.execute(_FIRST_HOLES, [list(symbols)]).fetchall()
+    return {symbol: Holes(first, count) for symbol, first, count in rows}
 
 
 def stored_sources(
