@@ -106,7 +106,10 @@ class PriceSourceResource(dg.ConfigurableResource):
     """Where raw daily bars come from, and the first day loaded for a symbol with no data yet."""
 
     kind: str = Field(
-        default="synthetic", description="MARKETPULSE_SOURCE: synthetic, csv or sample"
+        default="synthetic", description="MARKETPULSE_SOURCE: synthetic, csv, sample or stooq"
+    )
+    stooq_url: str = Field(
+        default="https://stooq.com", description="MARKETPULSE_STOOQ_URL, for the stooq source"
     )
     csv_dir: str = Field(default="", description="MARKETPULSE_CSV_DIR, for the csv source")
     seed: int = Field(default=42, description="MARKETPULSE_SEED, for the synthetic source")
@@ -129,7 +132,11 @@ class PriceSourceResource(dg.ConfigurableResource):
             return CsvSource(Path(self.csv_dir))
         if self.kind == "sample":
             return SampleSource()
-        raise ValueError(f"unknown price source {self.kind!r}; use synthetic, csv or sample")
+        if self.kind == "stooq":
+            from marketpulse_pipeline.sources.stooq import StooqSource  # HTTP only when used
+
+            return StooqSource(self.stooq_url)
+        raise ValueError(f"unknown price source {self.kind!r}; use synthetic, csv, sample or stooq")
 
     def first_session(self) -> dt.date:
         return parse_date(self.first_day, "price_source.first_day")
@@ -228,6 +235,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             csv_dir=str(settings.csv_dir or ""),
             seed=settings.seed,
             first_day=settings.start_date.isoformat(),
+            stooq_url=settings.stooq_url,
             max_missing_sessions=settings.max_missing_sessions,
         ),
         "window": WindowResource(),

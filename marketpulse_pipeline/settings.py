@@ -27,7 +27,8 @@ from marketpulse_pipeline.calendar import (
 )
 
 DEFAULT_SYMBOLS = ("AAPL", "GOOGL", "MSFT", "AMZN", "TSLA", "NVDA", "META", "SPY", "QQQ")
-SOURCES = ("synthetic", "csv", "sample")
+SOURCES = ("synthetic", "csv", "sample", "stooq")
+DEFAULT_STOOQ_URL = "https://stooq.com"
 DEFAULT_HISTORY_SESSIONS = 504  # about two years of NYSE sessions
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,15}$")
 _URL_SCHEMES = ("postgresql", "postgres")
@@ -54,6 +55,8 @@ class Settings:
     start_date: dt.date
     seed: int
     max_missing_sessions: int = 0
+    stooq_url: str = DEFAULT_STOOQ_URL
+    """MARKETPULSE_STOOQ_URL: where the stooq source asks (a proxy, a test server)."""
     """MARKETPULSE_MAX_MISSING_SESSIONS: sessions a symbol's stored history may lack before its
     computed assets stop at the first missing one (and the gap check fails)."""
     now: dt.datetime | None = None
@@ -86,6 +89,8 @@ class Settings:
             symbols=parse_symbols(get("MARKETPULSE_SYMBOLS"), "MARKETPULSE_SYMBOLS"),
             start_date=_start_date(get("MARKETPULSE_START_DATE"), now),
             seed=_seed(get("MARKETPULSE_SEED") or "42", "MARKETPULSE_SEED"),
+            stooq_url=_http_url(get("MARKETPULSE_STOOQ_URL"), "MARKETPULSE_STOOQ_URL")
+            or DEFAULT_STOOQ_URL,
             max_missing_sessions=_count(
                 get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0", "MARKETPULSE_MAX_MISSING_SESSIONS"
             ),
@@ -181,6 +186,16 @@ def _seed(text: str, origin: str) -> int:
     if not 0 <= seed <= MAX_SEED:
         raise SettingsError(f"{origin}={text!r} is out of range: a seed is from 0 to 2^63 - 1")
     return seed
+
+
+def _http_url(text: str | None, origin: str) -> str | None:
+    """A vendor's base URL: http or https, with a host."""
+    if text is None:
+        return None
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("http", "https") or not rest.strip("/"):
+        raise SettingsError(f"{origin} is not an http(s) URL (e.g. https://stooq.com)")
+    return text.rstrip("/")
 
 
 def _csv_dir(text: str | None) -> Path:

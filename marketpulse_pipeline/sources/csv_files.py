@@ -12,6 +12,7 @@ Each value's text is passed on too (`open_text`, ...), so a quarantined row keep
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,12 +56,32 @@ class CsvSource(PriceSource):
 def read_price_file(path: Path, symbol: str, window: SessionWindow) -> pd.DataFrame:
     """The rows of one file dated inside `window`, as raw bars with each value's text."""
     try:
-        text = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False
-        )
+        content = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PriceFileError(f"{path}: no price file for {symbol}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise PriceFileError(f"{path}: not a readable CSV file ({error})") from None
+    return parse_price_csv(content, str(path), path.name, symbol, window)
+
+
+def parse_price_csv(
+    content: str, where: str, ref: str, symbol: str, window: SessionWindow
+) -> pd.DataFrame:
+    """Daily bars in CSV text (a file's, or a vendor's answer) dated inside `window`.
+
+    `where` names the text in errors (a path, a URL); `ref` starts each row's `source_ref`,
+    followed by its line number.
+    """
+    path = where
+    try:
+        text = pd.read_csv(
+            io.StringIO(content),
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise PriceFileError(f"{path}: not a readable CSV file ({error})") from None
     _check_header(path, list(text.columns))
     line = pd.Series(np.arange(len(text)) + 2, index=text.index)  # line 1 is the header
@@ -85,13 +106,13 @@ def read_price_file(path: Path, symbol: str, window: SessionWindow) -> pd.DataFr
             "symbol": symbol,
             "timestamp": dates.astype("datetime64[ns]"),
             **values,
-            "source_ref": f"{path.name}:" + line.astype(str),
+            "source_ref": f"{ref}:" + line.astype(str),
             **texts,
         }
     )
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def _check_header(path: str, header: list[str]) -> None:
     names = [name.strip() for name in header]
     if names not in LAYOUTS.values():
         expected = " or ".join(",".join(columns) for columns in LAYOUTS.values())
@@ -99,7 +120,7 @@ def _check_header(path: Path, header: list[str]) -> None:
 
 
 def _fail_on_unparsed(
-    path: Path, line: pd.Series, raw: pd.Series, parsed: pd.Series, column: str, expected: str
+    path: str, line: pd.Series, raw: pd.Series, parsed: pd.Series, column: str, expected: str
 ) -> None:
     bad = parsed.isna() & raw.notna()
     if bad.any():

@@ -1,0 +1,120 @@
+"""How MarketPulse talks to a market-data vendor over HTTP: as a good API citizen.
+
+Every request has a timeout; timeouts, connection errors, 429 (honouring `Retry-After`) and 5xx
+are retried with exponential backoff and jitter (tenacity); requests are spaced by a minimum
+interval; a final failure is one line naming the vendor, the symbol, the status and the URL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0  # seconds: a vendor asking for longer fails the run instead
+
+
+class VendorError(ValueError):
+    """A vendor could not give what was asked; the message is one line for the user."""
+
+
+class _Retryable(Exception):
+    """An answer worth asking again for (429 or 5xx)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    backoff: float = 1.0
+    """First wait, in seconds; each later one doubles, with up to as much again of jitter."""
+    timeout: float = 20.0
+    min_interval: float = 0.5
+    """Seconds between two requests to the vendor: a bounded request rate."""
+
+
+class VendorClient:
+    """GET requests to one vendor, retried and spaced as `policy` says."""
+
+    def __init__(self, vendor: str, policy: RetryPolicy | None = None) -> None:
+        self.vendor = vendor
+        self.policy = policy or RetryPolicy()
+        self._http = httpx.Client(
+            timeout=self.policy.timeout,
+            follow_redirects=True,
+            headers={"User-Agent": "marketpulse (+https://github.com/marketpulse)"},
+        )
+        self._last_request = 0.0
+
+    def get_text(self, url: str, params: dict[str, str], symbol: str) -> str:
+        """The body of a successful answer; `VendorError` once the retries are spent."""
+        backoff = wait_exponential_jitter(
+            multiplier=self.policy.backoff, jitter=self.policy.backoff, max=30.0
+        )
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _Retryable):
+                asked = _retry_after(error.response)
+                if asked is not None:
+                    return asked
+            return backoff(state)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=wait,
+            retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
+            reraise=True,
+        )
+        try:
+            response = retrying(self._get, url, params)
+        except _Retryable as error:
+            raise self._failure(symbol, error.response.request.url, error, retrying) from None
+        except httpx.TransportError as error:
+            raise self._failure(symbol, error.request.url, error, retrying) from None
+        if response.status_code != 200:
+            status = f"HTTP {response.status_code}"
+            raise self._failure(symbol, response.request.url, status, retrying)
+        return response.text
+
+    def _get(self, url: str, params: dict[str, str]) -> httpx.Response:
+        wait = self._last_request + self.policy.min_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_request = time.monotonic()
+        response = self._http.get(url, params=params)
+        if response.status_code in RETRY_STATUSES:
+            raise _Retryable(response)
+        return response
+
+    def _failure(
+        self, symbol: str, url: httpx.URL, cause: object, retrying: Retrying
+    ) -> VendorError:
+        reason = type(cause).__name__ if isinstance(cause, httpx.TransportError) else cause
+        shown = url.copy_with(username=None, password=None)  # never a credential
+        attempts = retrying.statistics.get("attempt_number", 1)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return VendorError(f"{self.vendor}: {symbol}: {reason} from {shown}{tries}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds (a number; an HTTP date is left to the backoff), capped."""
+    text = response.headers.get("Retry-After", "").strip()
+    if not text.replace(".", "", 1).isdigit():
+        return None
+    return min(float(text), MAX_RETRY_AFTER)

@@ -1,0 +1,167 @@
+"""The stooq source against a real local HTTP server answering in Stooq's format: normal days,
+throttling, server errors, timeouts, HTML pages, truncated answers and unknown symbols."""
+
+import datetime as dt
+import time
+
+import psycopg
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from marketpulse_pipeline.calendar import SessionWindow, sessions_between
+from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.sources.http import RetryPolicy, VendorClient, VendorError
+from marketpulse_pipeline.sources.stooq import StooqSource, stooq_ticker
+from marketpulse_pipeline.storage.tables import PRICE_FEATURES
+
+FEATURE_COLUMNS = ", ".join(f'"{name}"' for name in PRICE_FEATURES.column_names)
+WINDOW = SessionWindow(dt.date(2025, 12, 1), dt.date(2025, 12, 31))
+QUICK = RetryPolicy(attempts=3, backoff=0.05, timeout=0.5, min_interval=0.0)
+
+
+def stooq_csv(days: list[dt.date], level: float) -> str:
+    """Bars in Stooq's layout: a gentle zigzag around `level`."""
+    lines = ["Date,Open,High,Low,Close,Volume"]
+    for i, day in enumerate(days):
+        close = level * (1 + (0.01 if i % 2 else -0.01))
+        lines.append(
+            f"{day},{level:.2f},{level * 1.02:.2f},{level * 0.98:.2f},{close:.2f},{1000 + i}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+DAYS = list(sessions_between(WINDOW.start, WINDOW.end).date)
+BODY = stooq_csv(DAYS, 100.0)
+
+
+def query(ticker: str, window: SessionWindow = WINDOW) -> dict[str, str]:
+    return {"s": ticker, "i": "d", "d1": f"{window.start:%Y%m%d}", "d2": f"{window.end:%Y%m%d}"}
+
+
+def source(server: HTTPServer) -> StooqSource:
+    return StooqSource(server.url_for("/"), VendorClient("stooq", QUICK))
+
+
+def test_tickers_are_spelled_as_stooq_spells_them():
+    assert stooq_ticker("AAPL") == "aapl.us"
+    assert stooq_ticker("BRK.B") == "brk-b.us"
+    assert stooq_ticker("^GSPC") == "^spx"
+
+
+def test_a_normal_answer_gives_every_bar_with_its_line(httpserver: HTTPServer):
+    httpserver.expect_request("/q/d/l/", query_string=query("aapl.us")).respond_with_data(BODY)
+    bars = source(httpserver).bars(["AAPL"], WINDOW)
+    assert list(bars["timestamp"].dt.date) == DAYS
+    assert bars["source_ref"].iloc[0] == "stooq:aapl.us:2"
+    assert bars["volume"].iloc[-1] == 1000 + len(DAYS) - 1
+
+
+def test_throttling_is_waited_out_as_the_vendor_asks(httpserver: HTTPServer):
+    ask = httpserver.expect_ordered_request("/q/d/l/", query_string=query("aapl.us"))
+    ask.respond_with_data("slow down", status=429, headers={"Retry-After": "1"})
+    httpserver.expect_ordered_request("/q/d/l/").respond_with_data(BODY)
+    began = time.monotonic()
+    bars = source(httpserver).bars(["AAPL"], WINDOW)
+    assert len(bars) == len(DAYS) and time.monotonic() - began >= 1.0
+    assert len(httpserver.log) == 2
+
+
+def test_a_server_error_then_success_is_retried(httpserver: HTTPServer):
+    httpserver.expect_ordered_request("/q/d/l/").respond_with_data("oops", status=500)
+    httpserver.expect_ordered_request("/q/d/l/").respond_with_data(BODY)
+    assert len(source(httpserver).bars(["AAPL"], WINDOW)) == len(DAYS)
+
+
+def test_a_timeout_is_retried(httpserver: HTTPServer):
+    def slow(request: Request) -> Response:
+        time.sleep(1.0)
+        return Response(BODY)
+
+    httpserver.expect_ordered_request("/q/d/l/").respond_with_handler(slow)
+    httpserver.expect_ordered_request("/q/d/l/").respond_with_data(BODY)
+    assert len(source(httpserver).bars(["AAPL"], WINDOW)) == len(DAYS)
+
+
+def test_a_vendor_that_keeps_failing_gives_one_line_naming_everything(httpserver: HTTPServer):
+    httpserver.expect_request("/q/d/l/").respond_with_data("down", status=503)
+    with pytest.raises(VendorError) as failure:
+        source(httpserver).bars(["AAPL"], WINDOW)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith("stooq: AAPL: HTTP 503 from http://localhost:")
+    assert "s=aapl.us" in message and message.endswith("after 3 attempts")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("No data", "stooq: AAPL: no data for aapl.us in 2025-12-01..2025-12-31"),
+        ("<!DOCTYPE html><html><body>Error</body></html>", "answered with an HTML page"),
+        ("Date,Open,Hi", "header"),
+    ],
+)
+def test_answers_that_are_not_bars_are_refused_clearly(httpserver: HTTPServer, body, expected):
+    httpserver.expect_request("/q/d/l/").respond_with_data(body)
+    with pytest.raises(ValueError, match=expected):
+        source(httpserver).bars(["AAPL"], WINDOW)
+
+
+def test_a_truncated_answer_leaves_its_last_bar_to_the_quality_gate(httpserver: HTTPServer):
+    truncated = BODY.rstrip("\n").rsplit(",", 2)[0]  # the last line loses close and volume
+    httpserver.expect_request("/q/d/l/").respond_with_data(truncated)
+    bars = source(httpserver).bars(["AAPL"], WINDOW)
+    assert len(bars) == len(DAYS) and bars[["close", "volume"]].iloc[-1].isna().all()
+
+
+@pytest.mark.slow
+def test_a_stooq_backfill_fills_the_tables_as_the_csv_source_would(
+    httpserver: HTTPServer, make_defs, new_database, monkeypatch, tmp_path, capsys
+):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    for symbol, level in (("AAPL", 170.0), ("MSFT", 370.0)):
+        body = stooq_csv(DAYS, level)
+        (csv_dir / f"{symbol}.csv").write_text(body)
+        ticker = stooq_ticker(symbol)
+        httpserver.expect_request("/q/d/l/", query_string=query(ticker)).respond_with_data(body)
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", "AAPL,MSFT")
+    monkeypatch.delenv("DAGSTER_HOME")
+    tables = {}
+    for source_name, extra in (
+        ("stooq", {"MARKETPULSE_STOOQ_URL": httpserver.url_for("/")}),
+        ("csv", {"MARKETPULSE_CSV_DIR": str(csv_dir)}),
+    ):
+        url = new_database()
+        monkeypatch.setenv("MARKETPULSE_DATABASE_URL", url)
+        monkeypatch.setenv("MARKETPULSE_SOURCE", source_name)
+        for name, value in extra.items():
+            monkeypatch.setenv(name, value)
+        assert main(["backfill", "--start", f"{WINDOW.start}"]) == 0, capsys.readouterr().err
+        with psycopg.connect(url, options="-c search_path=marketpulse") as conn:
+            tables[source_name] = {
+                "stock_prices": conn.execute(
+                    'SELECT symbol, "timestamp", open, high, low, close, volume FROM stock_prices'
+                    " ORDER BY 1, 2"
+                ).fetchall(),
+                "price_features": conn.execute(
+                    f"SELECT {FEATURE_COLUMNS} FROM price_features ORDER BY 1, 2"
+                ).fetchall(),
+                "anomalies": conn.execute(
+                    "SELECT id, score, details::text FROM anomalies ORDER BY id"
+                ).fetchall(),
+            }
+    assert len(tables["stooq"]["stock_prices"]) == 2 * len(DAYS)
+    assert tables["stooq"]["stock_prices"] == tables["csv"]["stock_prices"]
+    assert tables["stooq"]["price_features"] == tables["csv"]["price_features"]
+    assert tables["stooq"]["anomalies"] == tables["csv"]["anomalies"]
+
+
+@pytest.mark.parametrize("url", ["stooq.com", "ftp://stooq.com", "https://"])
+def test_a_vendor_url_that_is_not_http_is_named(url):
+    from marketpulse_pipeline.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="MARKETPULSE_STOOQ_URL is not an http"):
+        Settings.from_env(
+            {"MARKETPULSE_STOOQ_URL": url, "MARKETPULSE_DATABASE_URL": "postgresql://x@h/d"}
+        )
