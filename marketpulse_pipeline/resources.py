@@ -8,7 +8,7 @@ the Dagster UI; the database URL is wired with `EnvVar`, so a password is never 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,15 +69,15 @@ class PostgresResource(dg.ConfigurableResource):
             self._locks = None
 
     @contextmanager
-    def outcome(self, context: dg.AssetExecutionContext, asset: str) -> Iterator[list[str]]:
-        """Record how this step ended for each symbol (read by `pipeline_health`): appending a
-        message to the yielded list marks it failed although it raised nothing.
+    def outcome(self, context: dg.AssetExecutionContext, asset: str) -> Iterator[Problems]:
+        """Record how this step ended for each symbol (read by `pipeline_health`): a problem
+        added to the yielded `Problems` marks its symbols failed although nothing was raised.
 
         A transient database error (connection lost, server restarting, serialization failure)
         retries the step with exponential backoff: every write is one transaction, so a retried
         step starts from consistent tables.
         """
-        problems: list[str] = []
+        problems = Problems()
         try:
             yield problems
         except psycopg.OperationalError as error:
@@ -87,19 +87,43 @@ class PostgresResource(dg.ConfigurableResource):
                 raise dg.RetryRequested(
                     max_retries=TRANSIENT_RETRIES, seconds_to_wait=wait
                 ) from error
-            self._record(context, asset, _one_line(error))
+            problems.add(_one_line(error))
+            self._record(context, asset, problems)
             raise
         except BaseException as error:
-            self._record(context, asset, _one_line(error))
+            problems.add(_one_line(error))
+            self._record(context, asset, problems)
             raise
-        self._record(context, asset, "; ".join(problems) or None)
+        self._record(context, asset, problems)
 
-    def _record(self, context: dg.AssetExecutionContext, asset: str, failure: str | None) -> None:
+    def _record(self, context: dg.AssetExecutionContext, asset: str, problems: Problems) -> None:
+        by_failure: dict[str | None, list[str]] = {}
+        for symbol in context.partition_keys:
+            by_failure.setdefault(problems.of(symbol), []).append(symbol)
         try:
             with self.connect() as conn:
-                record_outcome(conn, asset, context.partition_keys, context.run.run_id, failure)
+                for failure, symbols in by_failure.items():
+                    record_outcome(conn, asset, symbols, context.run.run_id, failure)
         except psycopg.Error as error:  # the original failure matters more than its record
             context.log.warning(f"could not record the outcome of {asset}: {_one_line(error)}")
+
+
+class Problems:
+    """What went wrong in a step: for all its symbols, or for some."""
+
+    def __init__(self) -> None:
+        self._all: list[str] = []
+        self._some: dict[str, list[str]] = {}
+
+    def add(self, message: str, symbols: Iterable[str] | None = None) -> None:
+        if symbols is None:
+            self._all.append(message)
+        for symbol in symbols or ():
+            self._some.setdefault(symbol, []).append(message)
+
+    def of(self, symbol: str) -> str | None:
+        """The symbol's problems in one line; None when it had none."""
+        return "; ".join(self._all + self._some.get(symbol, [])) or None
 
 
 class PriceSourceResource(dg.ConfigurableResource):

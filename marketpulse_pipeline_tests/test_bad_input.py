@@ -364,7 +364,7 @@ def test_rejected_rows_keep_the_files_text(tmp_path):
 
 
 def test_only_the_csv_source_brings_the_text_along():
-    assert "volume_text" not in fetch_bars(SyntheticSource(seed=1), {"AAPL": WEEK}).columns
+    assert "volume_text" not in fetch_bars(SyntheticSource(seed=1), {"AAPL": WEEK})[0].columns
 
 
 @settings(max_examples=300, deadline=None)

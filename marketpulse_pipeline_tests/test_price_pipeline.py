@@ -246,19 +246,29 @@ def test_gap_tolerance_is_configurable(make_defs, instance, conn, tmp_path, monk
     assert features_through(1) == dt.date(2025, 7, 7)  # tolerated: it carries on
 
 
-def test_a_missing_csv_file_fails_the_run_naming_the_file(make_defs, instance, tmp_path):
+def test_a_missing_csv_file_fails_only_its_symbol_naming_the_file(
+    make_defs, instance, conn, tmp_path
+):
     csv_dir = tmp_path / "csv"
-    csv_dir.mkdir()
+    write_csv(csv_dir, "AAPL", JULY_FIRST_WEEK)
     defs = make_defs(
-        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL"
+        MARKETPULSE_SOURCE="csv", MARKETPULSE_CSV_DIR=str(csv_dir), MARKETPULSE_SYMBOLS="AAPL,MSFT"
     )
     [outcome, _quality] = run(
-        defs, instance, symbols=["AAPL"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
+        defs, instance, symbols=["AAPL", "MSFT"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
     )
-    assert not outcome.success
-    assert any(
-        f"{csv_dir / 'AAPL.csv'}: no price file for AAPL" in failure for failure in outcome.failures
+    assert outcome.failures == [
+        f"check source_answered on stock_prices [AAPL..MSFT]: {csv_dir / 'MSFT.csv'}:"
+        " no price file for MSFT"
+    ]
+    assert set(prices(conn)["symbol"]) == {"AAPL"}  # AAPL went on, through the whole graph
+    assert valid_through(conn, "anomaly_consensus") == {"AAPL": dt.date(2025, 7, 7)}
+    status = dict(
+        conn.execute(
+            "SELECT symbol, message FROM asset_status WHERE asset = 'stock_prices'"
+        ).fetchall()
     )
+    assert status["AAPL"] is None and "no price file for MSFT" in status["MSFT"]
 
 
 def test_demo_twice_leaves_the_same_rows(env, conn, capsys):

@@ -165,3 +165,26 @@ def test_a_vendor_url_that_is_not_http_is_named(url):
         Settings.from_env(
             {"MARKETPULSE_STOOQ_URL": url, "MARKETPULSE_DATABASE_URL": "postgresql://x@h/d"}
         )
+
+
+@pytest.mark.slow  # the failing symbol is retried with the real backoff: about 20 s
+def test_one_failing_symbol_does_not_hold_back_the_others(
+    httpserver: HTTPServer, env, conn, monkeypatch, capsys
+):
+    httpserver.expect_request("/q/d/l/", query_string=query("aapl.us")).respond_with_data(BODY)
+    httpserver.expect_request("/q/d/l/", query_string=query("msft.us")).respond_with_data(
+        "down", status=503
+    )
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", "AAPL,MSFT")
+    monkeypatch.setenv("MARKETPULSE_SOURCE", "stooq")
+    monkeypatch.setenv("MARKETPULSE_STOOQ_URL", httpserver.url_for("/"))
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert main(["backfill", "--start", f"{WINDOW.start}"]) == 1
+    err = capsys.readouterr().err
+    assert "check source_answered on stock_prices [AAPL..MSFT]: stooq: MSFT: HTTP 503" in err
+    stored = conn.execute("SELECT symbol, count(*) FROM stock_prices GROUP BY 1").fetchall()
+    assert stored == [("AAPL", len(DAYS))]
+    assert main(["health"]) == 1
+    assert "MSFT: no prices stored; last run failed: stock_prices: stooq: MSFT: HTTP 503" in (
+        capsys.readouterr().err
+    )

@@ -41,6 +41,7 @@ from marketpulse_pipeline.storage.tables import (
 )
 
 GAP_CHECK = "every_session_has_a_bar"
+ANSWERED_CHECK = "source_answered"
 REJECTED_CHECK = "no_rejected_rows"
 
 
@@ -80,6 +81,15 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     " valid bar (up to MARKETPULSE_MAX_MISSING_SESSIONS per symbol). Beyond that,"
                     " the symbol's computed assets stop before its first missing session — a gap"
                     " would corrupt every rolling window — while the other symbols go on."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                ANSWERED_CHECK,
+                asset="stock_prices",
+                description=(
+                    "The source answered for every symbol. A symbol it failed for (a vendor"
+                    " error, a missing file) keeps its stored rows and is caught up by the next"
+                    " run; the other symbols go on."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -125,9 +135,14 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                         f"{symbol}: also loading {plan.gap_filled} so that the stored history"
                         " has no hole"
                     )
-            windows = {symbol: plan.window for symbol, plan in plans.items()}
+            planned = {symbol: plan.window for symbol, plan in plans.items()}
             with timer.stage("source"):
-                raw, injected = fetch_bars(source, windows), fetch_injected(source, windows)
+                raw, failed = fetch_bars(source, planned)
+                # A symbol the source failed for keeps its rows; the others go on.
+                windows = {s: w for s, w in planned.items() if s not in failed}
+                injected = fetch_injected(source, windows)
+            for symbol, reason in failed.items():
+                problems.add(reason, [symbol])
             with timer.stage("validation"):
                 gate = gate_bars(raw, windows, source.name)
                 injected = InjectedAnomalies.validate(injected)
@@ -139,8 +154,11 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             with timer.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
             gap_check = _gap_check(gaps, price_source.max_missing_sessions)
-            if not gap_check.passed:
-                problems.append(f"{GAP_CHECK}: {_describe_gaps(gaps)}")
+            for symbol, days in gaps.groupby("symbol")["timestamp"]:
+                if len(days) > price_source.max_missing_sessions:
+                    problems.add(
+                        f"{GAP_CHECK}: {_describe_gaps(gaps[gaps['symbol'] == symbol])}", [symbol]
+                    )
 
         report_partitions(
             context,
@@ -167,7 +185,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "first_change": min(changed.values()).isoformat() if changed else "none",
                 **timer.metadata(),
             },
-            check_results=[gap_check, _rejected_check(gate)],
+            check_results=[gap_check, _answered_check(failed), _rejected_check(gate)],
         )
         yield dg.MaterializeResult(
             asset_key="injected_anomalies", metadata={"anomalies_injected": len(injected)}
@@ -214,6 +232,17 @@ def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
             "symbols_over_tolerance": ", ".join(offenders.index) or "none",
             "tolerance_per_symbol": tolerance,
             "sample": sample(gaps.assign(timestamp=gaps["timestamp"].dt.date)),
+        },
+    )
+
+
+def _answered_check(failed: Mapping[str, str]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=ANSWERED_CHECK,
+        passed=not failed,
+        metadata={
+            "summary": "; ".join(failed.values()) or "none",
+            "symbols_failed": ", ".join(failed) or "none",
         },
     )
 

@@ -8,7 +8,7 @@ quarantined, so a vendor's bad rows are kept with a reason instead of vanishing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -37,6 +37,11 @@ INJECTED_DTYPES = {
     "duration": "int64",
 }
 """Columns of `PriceSource.injected_anomalies`: first session, kind, size, sessions it lasts."""
+
+
+class SourceError(ValueError):
+    """A source could not give one symbol's bars (a missing file, a vendor that failed); the
+    message is one line naming it. Other symbols of the same run go on."""
 
 
 class PriceSource(ABC):
@@ -69,28 +74,45 @@ def conform(
     return frame[list(kept)].astype(kept).reset_index(drop=True)
 
 
-def fetch_bars(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
-    """Raw bars of every symbol's window, asking the source once per distinct window; the raw
-    text columns come along when the source gives them."""
-    return _per_window(source.bars, windows, BAR_DTYPES, RAW_TEXT_DTYPES)
+def fetch_bars(
+    source: PriceSource, windows: Mapping[str, SessionWindow]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Raw bars of every symbol's window, asking the source once per distinct window (the raw
+    text columns come along when the source gives them), and why each symbol it could not
+    answer for failed: when a request for several symbols fails, each is asked alone."""
+    frames, failed = [], {}
+    for window, symbols in _by_window(windows).items():
+        try:
+            frames.append(source.bars(symbols, window))
+            continue
+        except SourceError as error:
+            if len(symbols) == 1:
+                failed[symbols[0]] = str(error)
+                continue
+        for symbol in symbols:
+            try:
+                frames.append(source.bars([symbol], window))
+            except SourceError as error:
+                failed[symbol] = str(error)
+    bars = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return conform(bars, BAR_DTYPES, RAW_TEXT_DTYPES), failed
 
 
 def fetch_injected(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
     """The source's ground-truth anomalies in every symbol's window."""
-    return _per_window(source.injected_anomalies, windows, INJECTED_DTYPES)
+    frames = [
+        source.injected_anomalies(symbols, window)
+        for window, symbols in _by_window(windows).items()
+    ]
+    return conform(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), INJECTED_DTYPES
+    )
 
 
-def _per_window(
-    read: Callable[[Sequence[str], SessionWindow], pd.DataFrame],
-    windows: Mapping[str, SessionWindow],
-    dtypes: Mapping[str, str],
-    optional: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
+def _by_window(windows: Mapping[str, SessionWindow]) -> dict[SessionWindow, list[str]]:
+    """The symbols of each distinct, non-empty window: a source is asked once per window."""
     by_window: dict[SessionWindow, list[str]] = {}
     for symbol, window in windows.items():
         if not window.is_empty:
             by_window.setdefault(window, []).append(symbol)
-    frames = [read(symbols, window) for window, symbols in by_window.items()]
-    return conform(
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), dtypes, optional
-    )
+    return by_window

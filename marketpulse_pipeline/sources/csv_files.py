@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.calendar import SessionWindow
-from marketpulse_pipeline.sources.base import BAR_DTYPES, RAW_TEXT_DTYPES, PriceSource, conform
+from marketpulse_pipeline.sources.base import (
+    BAR_DTYPES,
+    RAW_TEXT_DTYPES,
+    PriceSource,
+    SourceError,
+    conform,
+)
 
 LAYOUTS = {
     "yahoo": ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"],
@@ -30,7 +36,7 @@ _FIELDS = ["Open", "High", "Low", "Close", "Volume"]
 _MISSING = {"", "null", "nan", "NaN", "NA", "N/A", "-"}
 
 
-class PriceFileError(ValueError):
+class PriceFileError(SourceError):
     """A price file is missing or cannot be parsed; the message names the file, line and column."""
 
 

@@ -19,11 +19,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from marketpulse_pipeline.sources.base import SourceError
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a vendor asking for longer fails the run instead
 
 
-class VendorError(ValueError):
+class VendorError(SourceError):
     """A vendor could not give what was asked; the message is one line for the user."""
 
 
