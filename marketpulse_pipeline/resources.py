@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from marketpulse_pipeline.calendar import latest_completed_session
 from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import (
+    SOURCES,
     Settings,
     normalise_database_url,
     parse_date,
@@ -130,10 +131,15 @@ class PriceSourceResource(dg.ConfigurableResource):
     """Where raw daily bars come from, and the first day loaded for a symbol with no data yet."""
 
     kind: str = Field(
-        default="synthetic", description="MARKETPULSE_SOURCE: synthetic, csv, sample or stooq"
+        default="synthetic",
+        description="MARKETPULSE_SOURCE: synthetic, csv, sample, stooq or yahoo",
     )
     stooq_url: str = Field(
         default="https://stooq.com", description="MARKETPULSE_STOOQ_URL, for the stooq source"
+    )
+    yahoo_url: str = Field(
+        default="https://query1.finance.yahoo.com",
+        description="MARKETPULSE_YAHOO_URL, for the yahoo source",
     )
     csv_dir: str = Field(default="", description="MARKETPULSE_CSV_DIR, for the csv source")
     seed: int = Field(default=42, description="MARKETPULSE_SEED, for the synthetic source")
@@ -160,7 +166,11 @@ class PriceSourceResource(dg.ConfigurableResource):
             from marketpulse_pipeline.sources.stooq import StooqSource  # HTTP only when used
 
             return StooqSource(self.stooq_url)
-        raise ValueError(f"unknown price source {self.kind!r}; use synthetic, csv, sample or stooq")
+        if self.kind == "yahoo":
+            from marketpulse_pipeline.sources.yahoo import YahooSource  # HTTP only when used
+
+            return YahooSource(self.yahoo_url)
+        raise ValueError(f"unknown price source {self.kind!r}; use one of {', '.join(SOURCES)}")
 
     def first_session(self) -> dt.date:
         return parse_date(self.first_day, "price_source.first_day")
@@ -260,6 +270,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             seed=settings.seed,
             first_day=settings.start_date.isoformat(),
             stooq_url=settings.stooq_url,
+            yahoo_url=settings.yahoo_url,
             max_missing_sessions=settings.max_missing_sessions,
         ),
         "window": WindowResource(),

@@ -27,8 +27,9 @@ from marketpulse_pipeline.calendar import (
 )
 
 DEFAULT_SYMBOLS = ("AAPL", "GOOGL", "MSFT", "AMZN", "TSLA", "NVDA", "META", "SPY", "QQQ")
-SOURCES = ("synthetic", "csv", "sample", "stooq")
+SOURCES = ("synthetic", "csv", "sample", "stooq", "yahoo")
 DEFAULT_STOOQ_URL = "https://stooq.com"
+DEFAULT_YAHOO_URL = "https://query1.finance.yahoo.com"
 DEFAULT_HISTORY_SESSIONS = 504  # about two years of NYSE sessions
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,15}$")
 _URL_SCHEMES = ("postgresql", "postgres")
@@ -57,6 +58,8 @@ class Settings:
     max_missing_sessions: int = 0
     stooq_url: str = DEFAULT_STOOQ_URL
     """MARKETPULSE_STOOQ_URL: where the stooq source asks (a proxy, a test server)."""
+    yahoo_url: str = DEFAULT_YAHOO_URL
+    """MARKETPULSE_YAHOO_URL: where the yahoo source asks."""
     """MARKETPULSE_MAX_MISSING_SESSIONS: sessions a symbol's stored history may lack before its
     computed assets stop at the first missing one (and the gap check fails)."""
     now: dt.datetime | None = None
@@ -91,6 +94,8 @@ class Settings:
             seed=_seed(get("MARKETPULSE_SEED") or "42", "MARKETPULSE_SEED"),
             stooq_url=_http_url(get("MARKETPULSE_STOOQ_URL"), "MARKETPULSE_STOOQ_URL")
             or DEFAULT_STOOQ_URL,
+            yahoo_url=_http_url(get("MARKETPULSE_YAHOO_URL"), "MARKETPULSE_YAHOO_URL")
+            or DEFAULT_YAHOO_URL,
             max_missing_sessions=_count(
                 get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0", "MARKETPULSE_MAX_MISSING_SESSIONS"
             ),

@@ -22,6 +22,7 @@ from tenacity import (
 from marketpulse_pipeline.sources.base import SourceError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_OK = frozenset({200})
 MAX_RETRY_AFTER = 60.0  # seconds: a vendor asking for longer fails the run instead
 
 
@@ -60,8 +61,11 @@ class VendorClient:
         )
         self._last_request = 0.0
 
-    def get_text(self, url: str, params: dict[str, str], symbol: str) -> str:
-        """The body of a successful answer; `VendorError` once the retries are spent."""
+    def get_text(
+        self, url: str, params: dict[str, str], symbol: str, accept: frozenset[int] = _OK
+    ) -> str:
+        """The body of an answer whose status is in `accept` (a vendor may explain an unknown
+        symbol in a 404's body); `VendorError` for any other, or once the retries are spent."""
         backoff = wait_exponential_jitter(
             multiplier=self.policy.backoff, jitter=self.policy.backoff, max=30.0
         )
@@ -86,7 +90,7 @@ class VendorClient:
             raise self._failure(symbol, error.response.request.url, error, retrying) from None
         except httpx.TransportError as error:
             raise self._failure(symbol, error.request.url, error, retrying) from None
-        if response.status_code != 200:
+        if response.status_code not in accept:
             status = f"HTTP {response.status_code}"
             raise self._failure(symbol, response.request.url, status, retrying)
         return response.text

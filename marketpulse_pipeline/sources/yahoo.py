@@ -1,0 +1,107 @@
+"""Daily bars from Yahoo Finance's chart API:
+`GET {base}/v8/finance/chart/{SYMBOL}?period1=…&period2=…&interval=1d&events=div,splits`.
+
+The answer is JSON: `timestamp` (each session's open, in Unix seconds) and
+`indicators.quote[0]` with `open`, `high`, `low`, `close`, `volume` (null where Yahoo has no
+value). Yahoo's quote prices and volumes are split-adjusted, not dividend-adjusted; `adjclose`
+(dividends too) is not used. Missing values go to the quality gate with their text (`null`);
+an unknown symbol, an HTML page or a cut-short answer is an error naming the symbol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from marketpulse_pipeline.calendar import MARKET_TIMEZONE, SessionWindow
+from marketpulse_pipeline.sources.base import (
+    BAR_DTYPES,
+    BAR_VALUES,
+    RAW_TEXT_DTYPES,
+    PriceSource,
+    conform,
+)
+from marketpulse_pipeline.sources.http import VendorClient, VendorError
+
+DEFAULT_URL = "https://query1.finance.yahoo.com"
+
+
+def yahoo_ticker(symbol: str) -> str:
+    """A watchlist symbol as Yahoo spells it: `BRK.B` → `BRK-B`; indexes (`^GSPC`) unchanged."""
+    return symbol.replace(".", "-")
+
+
+class YahooSource(PriceSource):
+    """Bars from Yahoo Finance's chart API, one request per symbol."""
+
+    name = "yahoo"
+
+    def __init__(self, base_url: str = DEFAULT_URL, client: VendorClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = client or VendorClient("yahoo")
+
+    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        frames = [self._symbol_bars(symbol, window) for symbol in symbols]
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
+
+    def _symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+        ticker = yahoo_ticker(symbol)
+        url = f"{self.base_url}/v8/finance/chart/{ticker}"
+        new_york = ZoneInfo(MARKET_TIMEZONE)
+        first = dt.datetime.combine(window.start, dt.time(), new_york)
+        after = dt.datetime.combine(window.end + dt.timedelta(days=1), dt.time(), new_york)
+        params = {
+            "period1": str(int(first.timestamp())),
+            "period2": str(int(after.timestamp())),
+            "interval": "1d",
+            "events": "div,splits",
+        }
+        body = self.client.get_text(url, params, symbol, accept=frozenset({200, 404}))
+        result = _chart_result(body, symbol)
+        return _bars(result, symbol, ticker, window)
+
+
+def _chart_result(body: str, symbol: str) -> dict:
+    """The one chart result in Yahoo's answer, or an error saying why there is none."""
+    if body.lstrip()[:1] == "<":
+        raise VendorError(f"yahoo: {symbol}: answered with an HTML page, not JSON")
+    try:
+        chart = json.loads(body)["chart"]
+    except (ValueError, KeyError, TypeError):
+        raise VendorError(f"yahoo: {symbol}: the answer is not chart JSON (cut short?)") from None
+    error = chart.get("error")
+    if error:
+        reason = error.get("description") or error.get("code") if isinstance(error, dict) else error
+        raise VendorError(f"yahoo: {symbol}: {reason}")
+    results = chart.get("result") or []
+    if not results:
+        raise VendorError(f"yahoo: {symbol}: no chart result")
+    return results[0]
+
+
+def _bars(result: dict, symbol: str, ticker: str, window: SessionWindow) -> pd.DataFrame:
+    stamps = result.get("timestamp") or []
+    quotes = (result.get("indicators", {}).get("quote") or [{}])[0]
+    columns = {name: quotes.get(name) or [None] * len(stamps) for name in BAR_VALUES}
+    if any(len(values) != len(stamps) for values in columns.values()):
+        raise VendorError(f"yahoo: {symbol}: quote lists and timestamps differ in length")
+    zone = result.get("meta", {}).get("exchangeTimezoneName") or MARKET_TIMEZONE
+    days = pd.to_datetime(stamps, unit="s", utc=True).tz_convert(zone).tz_localize(None).normalize()
+    frame = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "timestamp": days.astype("datetime64[ns]"),
+            **{
+                name: pd.to_numeric(pd.Series(values, dtype="object"))
+                for name, values in columns.items()
+            },
+            "source_ref": [f"yahoo:{ticker}:{stamp}" for stamp in stamps],
+            **{f"{name}_text": [json.dumps(v) for v in values] for name, values in columns.items()},
+        }
+    )
+    inside = frame["timestamp"].between(pd.Timestamp(window.start), pd.Timestamp(window.end))
+    return frame[inside]
