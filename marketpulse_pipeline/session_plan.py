@@ -23,6 +23,7 @@ from marketpulse_pipeline.calendar import (
     SessionWindow,
     next_session,
     previous_session,
+    session_offset,
     sessions_between,
 )
 
@@ -87,6 +88,7 @@ def price_plans(
     first_day: dt.date,
     latest: dt.date,
     holes: Mapping[str, dt.date] | None = None,
+    overlap: int = 0,
 ) -> dict[str, PricePlan]:
     """Each symbol's price window.
 
@@ -94,8 +96,9 @@ def price_plans(
     through `as_of` — or from the first session missing inside its stored history (`holes`),
     so a bar a source lacked is asked for again until it comes. An explicit window is taken as
     given, then widened to meet the stored history when it would leave sessions between them
-    missing. Nothing after `latest` — the
-    latest completed session — is ever fetched, whatever `end` or `as_of` say.
+    missing. Catching up also re-reads the last `overlap` stored sessions, so that a vendor's
+    restated history is noticed. Nothing after `latest` — the latest completed session — is
+    ever fetched, whatever `end` or `as_of` say.
     """
     request.check(latest)
     through = min(request.as_of or latest, latest)
@@ -105,6 +108,8 @@ def price_plans(
         span = stored.get(symbol)
         if request.start is None:
             start = next_session(span.end) if span else first_day
+            if span and overlap > 0:
+                start = max(span.start, session_offset(span.end, 1 - overlap))
             start = min(start, holes.get(symbol, start))
             plans[symbol] = PricePlan(SessionWindow(start, request.end or through))
             continue

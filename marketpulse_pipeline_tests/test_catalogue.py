@@ -21,6 +21,7 @@ WRITTEN_BY_SQL = {
     "schema_migrations": "the migration runner",
     "watermarks": "replace_window, in the same transaction as the rows",
     "asset_status": "record_outcome, each asset's last outcome per symbol",
+    "restatements": "log_restatements, a row per restated history",
     "market_sessions": "the migration runner, keeping the NYSE calendar ahead",
     "anomaly_feedback": "`marketpulse label` (its id is a bigserial, labelled_at a default)",
 }

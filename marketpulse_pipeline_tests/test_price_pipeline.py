@@ -104,7 +104,8 @@ def test_a_run_after_missed_days_catches_up(make_defs, instance, conn):
     assert prices(conn)["timestamp"].max() == dt.date(2025, 6, 30)
     [outcome, _quality] = run(defs, instance, as_of=dt.date(2025, 7, 31))  # a month of missed runs
     assert outcome.success
-    assert processed_window(instance, outcome.run_id, "AAPL") == "2025-07-01..2025-07-31"
+    # the missed month, and the last 5 stored sessions read again (a restatement shows there)
+    assert processed_window(instance, outcome.run_id, "AAPL") == "2025-06-24..2025-07-31"
     caught_up = prices(conn)
 
     run(defs, instance, start=SUMMER[0], end=SUMMER[1])  # the same range in one go
@@ -135,7 +136,8 @@ def test_a_daily_run_processes_only_the_new_session(make_defs, instance, conn):
     ).fetchall()
     assert sorted(new) == [("AAPL", dt.date(2025, 7, 31)), ("GOOGL", dt.date(2025, 7, 31))]
     event = instance.get_latest_materialization_event(dg.AssetKey("stock_prices"))
-    assert event.asset_materialization.metadata["window"].value == "2025-07-31..2025-07-31"
+    # read: the new session and the last 5 stored ones again; written: only the new one
+    assert event.asset_materialization.metadata["window"].value == "2025-07-24..2025-07-31"
 
 
 def test_an_explicit_window_replaces_only_that_window(make_defs, instance, conn):

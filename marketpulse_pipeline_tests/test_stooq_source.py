@@ -188,3 +188,86 @@ def test_one_failing_symbol_does_not_hold_back_the_others(
     assert "MSFT: no prices stored; last run failed: stock_prices: stooq: MSFT: HTTP 503" in (
         capsys.readouterr().err
     )
+
+
+def serve_history(server: HTTPServer, ticker: str, bars: dict[dt.date, tuple]) -> None:
+    """Stooq answering for `ticker` from `bars` (day → open, high, low, close, volume), cut to
+    the asked range as Stooq does."""
+
+    def answer(request: Request) -> Response:
+        if request.args["s"] != ticker:
+            return Response("No data")
+        first = dt.datetime.strptime(request.args["d1"], "%Y%m%d").date()
+        last = dt.datetime.strptime(request.args["d2"], "%Y%m%d").date()
+        lines = ["Date,Open,High,Low,Close,Volume"]
+        lines += [
+            f"{day},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v}"
+            for day, (o, h, lo, c, v) in sorted(bars.items())
+            if first <= day <= last
+        ]
+        return Response("\n".join(lines) + "\n")
+
+    server.expect_request("/q/d/l/").respond_with_handler(answer)
+
+
+def history(days: list[dt.date], split_on: dt.date | None = None) -> dict[dt.date, tuple]:
+    """Bars of a gently rising stock; with `split_on`, a 4:1 split that day, every earlier bar
+    adjusted as a vendor restates them (prices / 4, volume x 4)."""
+    bars = {}
+    for i, day in enumerate(days):
+        close = 400.0 + i + (2.0 if i % 3 else -1.5)
+        factor = 4.0 if split_on and day < split_on else 1.0
+        bars[day] = (
+            (close - 1) / factor,
+            (close + 2) / factor,
+            (close - 3) / factor,
+            close / factor,
+            int(1_000_000 * factor),
+        )
+    return bars
+
+
+@pytest.mark.slow
+def test_a_restated_history_is_noticed_reloaded_and_recomputed(
+    httpserver: HTTPServer, env, new_database, monkeypatch, capsys
+):
+    days = list(sessions_between(dt.date(2025, 10, 1), dt.date(2025, 12, 31)).date)
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", "AAPL")
+    monkeypatch.setenv("MARKETPULSE_SOURCE", "stooq")
+    monkeypatch.setenv("MARKETPULSE_STOOQ_URL", httpserver.url_for("/"))
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv("MARKETPULSE_NOW", f"{days[-2]}T23:00:00Z")
+    serve_history(httpserver, "aapl.us", history(days[:-1]))
+    assert main(["backfill", "--start", f"{days[0]}"]) == 0, capsys.readouterr().err
+
+    # The next evening: a 4:1 split on the new session; the vendor restates every earlier bar.
+    httpserver.clear()
+    restated = history(days, split_on=days[-1])
+    serve_history(httpserver, "aapl.us", restated)
+    monkeypatch.setenv("MARKETPULSE_NOW", f"{days[-1]}T23:00:00Z")
+    assert main(["update"]) == 0, capsys.readouterr().err
+    assert "AAPL: stooq restated its history from" in capsys.readouterr().out
+
+    url = env["MARKETPULSE_DATABASE_URL"]
+    with psycopg.connect(url, options="-c search_path=marketpulse") as conn:
+        [(first, factor, rows)] = conn.execute(
+            "SELECT first_changed, factor, rows_replaced FROM restatements"
+        ).fetchall()
+        got = {table: conn.execute(query).fetchall() for table, query in RESTATED_TABLES.items()}
+    assert first == days[0] and factor == pytest.approx(4.0) and rows == len(days)
+    assert got["stock_prices"][0][1] == pytest.approx(restated[days[0]][3])
+
+    scratch = new_database()  # the restated history from scratch: the same rows
+    monkeypatch.setenv("MARKETPULSE_DATABASE_URL", scratch)
+    assert main(["backfill", "--start", f"{days[0]}"]) == 0
+    with psycopg.connect(scratch, options="-c search_path=marketpulse") as conn:
+        expected = {t: conn.execute(q).fetchall() for t, q in RESTATED_TABLES.items()}
+    assert got == expected
+
+
+RESTATED_TABLES = {
+    "stock_prices": 'SELECT "timestamp", close, volume FROM stock_prices ORDER BY 1',
+    "price_features": f"SELECT {FEATURE_COLUMNS} FROM price_features ORDER BY 1, 2",
+    "anomalies": "SELECT id, score, details::text FROM anomalies ORDER BY id",
+    "anomaly_consensus": 'SELECT "timestamp", votes, severity FROM anomaly_consensus ORDER BY 1',
+}

@@ -1,6 +1,7 @@
 """Raw daily prices: the source's bars through the quality gate into `stock_prices`, and the
 synthetic source's ground truth into `injected_anomalies`."""
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
@@ -31,15 +32,19 @@ from marketpulse_pipeline.storage.tables import (
     INJECTED_ANOMALIES,
     REJECTED_PRICES,
     STOCK_PRICES,
+    log_restatements,
     read_window,
     replace_prices,
     replace_window,
+    restated_bars,
     span_counts,
     stored_holes,
     stored_sources,
     stored_spans,
 )
 
+RESTATEMENT_OVERLAP = 5
+"""Stored sessions every catch-up reads again: how a vendor's restated history is noticed."""
 GAP_CHECK = "every_session_has_a_bar"
 ANSWERED_CHECK = "source_answered"
 REJECTED_CHECK = "no_rejected_rows"
@@ -113,13 +118,16 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         timer = Stopwatch()
         with database.outcome(context, "stock_prices") as problems, database.connect() as conn:
             database.hold_symbols(context)
+            spans = stored_spans(conn, STOCK_PRICES, symbols)
+            request = window.request()
             plans = price_plans(
                 symbols,
-                stored_spans(conn, STOCK_PRICES, symbols),
-                window.request(),
+                spans,
+                request,
                 first_day=price_source.first_session(),
                 latest=clock.latest(),
                 holes={s: h.first for s, h in stored_holes(conn, symbols).items()},
+                overlap=RESTATEMENT_OVERLAP,
             )
             mixed = mixed_sources(stored_sources(conn, symbols), plans, source.name)
             if mixed:
@@ -140,14 +148,39 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 raw, failed = fetch_bars(source, planned)
                 # A symbol the source failed for keeps its rows; the others go on.
                 windows = {s: w for s, w in planned.items() if s not in failed}
-                injected = fetch_injected(source, windows)
-            for symbol, reason in failed.items():
-                problems.add(reason, [symbol])
             with timer.stage("validation"):
                 gate = gate_bars(raw, windows, source.name)
+                restated = restated_bars(read_window(conn, STOCK_PRICES, windows), gate.stored)
+            if request.start is not None:  # an explicit window replaces exactly that window
+                restated = restated.iloc[0:0]
+            if not restated.empty:  # the vendor rewrote history: read all of it again
+                whole = {
+                    s: SessionWindow(spans[s].start, windows[s].end) for s in restated["symbol"]
+                }
+                with timer.stage("source"):
+                    again, failed_again = fetch_bars(source, whole)
+                failed |= failed_again
+                raw = pd.concat([raw[~raw["symbol"].isin(list(whole))], again], ignore_index=True)
+                windows = {s: whole.get(s, w) for s, w in windows.items() if s not in failed}
+                restated = restated[~restated["symbol"].isin(list(failed))]
+                with timer.stage("validation"):
+                    gate = gate_bars(raw, windows, source.name)
+            with timer.stage("source"):
+                injected = fetch_injected(source, windows)
+            with timer.stage("validation"):
                 injected = InjectedAnomalies.validate(injected)
+            for symbol, reason in failed.items():
+                problems.add(reason, [symbol])
+            for row in restated.itertuples(index=False):
+                context.log.warning(
+                    f"{row.symbol}: {source.name} restated its history from"
+                    f" {row.first_changed:%Y-%m-%d} (stored / new close {row.factor:.6g}):"
+                    f" reloading it from {windows[row.symbol].start}"
+                )
             with timer.stage("write"), conn.transaction():
                 changed = replace_prices(conn, gate.stored, windows)
+                rows = _rows_from(gate.stored, changed)
+                log_restatements(conn, restated, changed, rows, source.name, context.run.run_id)
                 rejected = gate.rejected.assign(run_id=context.run.run_id)
                 replace_window(conn, REJECTED_PRICES, rejected, windows)
                 replace_window(conn, INJECTED_ANOMALIES, injected, windows)
@@ -208,6 +241,13 @@ def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow])
             spans[symbol] = span
     stored = read_window(conn, STOCK_PRICES, spans, columns=["symbol", "timestamp"])
     return missing_sessions(stored, spans)
+
+
+def _rows_from(stored: pd.DataFrame, changed: Mapping[str, dt.date]) -> dict[str, int]:
+    """Per changed symbol, the bars written from its first changed session on."""
+    first = pd.to_datetime(stored["symbol"].map({s: pd.Timestamp(d) for s, d in changed.items()}))
+    written = stored[stored["timestamp"] >= first]
+    return written["symbol"].value_counts().to_dict()
 
 
 def _describe_gaps(gaps: pd.DataFrame) -> str:

@@ -440,3 +440,48 @@ def read_market(
     features = read_window(conn, PRICE_FEATURES, history)
     market = prices.merge(features, on=["symbol", "timestamp"], how="inner", validate="1:1")
     return market.assign(in_window=inside_windows(market, windows))
+
+
+def restated_bars(stored: pd.DataFrame, arrived: pd.DataFrame) -> pd.DataFrame:
+    """Per symbol whose bars arrived again with other values, the first such session and the
+    median ratio of stored to arrived close (4.0 after a 4:1 split): a restated history."""
+    keys = ["symbol", "timestamp"]
+    both = stored.merge(arrived, on=keys, suffixes=("_old", ""))  # sessions on both sides only
+    values = ["open", "high", "low", "close", "volume"]
+    differs = np.zeros(len(both), dtype=bool)
+    for name in values:
+        differs |= both[f"{name}_old"].ne(both[name]).to_numpy(dtype=bool, na_value=True)
+    changed = both.loc[differs]
+    ratio = changed["close_old"] / changed["close"]
+    return (
+        changed.assign(ratio=ratio)
+        .groupby("symbol")
+        .agg(first_changed=("timestamp", "min"), factor=("ratio", "median"))
+        .reset_index()
+    )
+
+
+def log_restatements(
+    conn: psycopg.Connection,
+    restated: pd.DataFrame,
+    changed: Mapping[str, dt.date],
+    rows: Mapping[str, int],
+    source: str,
+    run_id: str,
+) -> None:
+    """One row per restated symbol in `restatements`: from the first session whose stored bar
+    changed (`changed`, which a whole re-read finds earlier than the overlap did)."""
+    for row in restated[restated["symbol"].isin(list(changed))].itertuples(index=False):
+        conn.execute(
+            "INSERT INTO restatements"
+            " (symbol, first_changed, factor, rows_replaced, source, run_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                row.symbol,
+                changed[row.symbol],
+                float(row.factor),
+                rows.get(row.symbol, 0),
+                source,
+                run_id,
+            ],
+        )
