@@ -150,7 +150,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 windows = {s: w for s, w in planned.items() if s not in failed}
             with timer.stage("validation"):
                 gate = gate_bars(raw, windows, source.name)
-                restated = restated_bars(read_window(conn, STOCK_PRICES, windows), gate.stored)
+                stored = read_window(conn, STOCK_PRICES, windows)
+                restated = restated_bars(stored, gate.stored)
             if request.start is not None:  # an explicit window replaces exactly that window
                 restated = restated.iloc[0:0]
             if not restated.empty:  # the vendor rewrote history: read all of it again
@@ -165,6 +166,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 restated = restated[~restated["symbol"].isin(list(failed))]
                 with timer.stage("validation"):
                     gate = gate_bars(raw, windows, source.name)
+                stored = None  # the windows grew: the write reads them again
             with timer.stage("source"):
                 injected = fetch_injected(source, windows)
             with timer.stage("validation"):
@@ -178,7 +180,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     f" reloading it from {windows[row.symbol].start}"
                 )
             with timer.stage("write"), conn.transaction():
-                changed = replace_prices(conn, gate.stored, windows)
+                changed = replace_prices(conn, gate.stored, windows, stored)
                 rows = _rows_from(gate.stored, changed)
                 log_restatements(conn, restated, changed, rows, source.name, context.run.run_id)
                 rejected = gate.rejected.assign(run_id=context.run.run_id)

@@ -324,13 +324,18 @@ def replace_window(
 
 
 def replace_prices(
-    conn: psycopg.Connection, frame: pd.DataFrame, windows: Mapping[str, SessionWindow]
+    conn: psycopg.Connection,
+    frame: pd.DataFrame,
+    windows: Mapping[str, SessionWindow],
+    stored: pd.DataFrame | None = None,
 ) -> dict[str, dt.date]:
     """Make `frame` the content of `stock_prices` inside each symbol's window, rewriting only
-    from the first session that differs from what is stored, and mark every computed row from
-    that session on stale — all in one transaction. Returns that session per changed symbol."""
+    from the first session that differs from what is stored (`stored`: the rows of `windows`
+    when the caller has read them already), and mark every computed row from that session on
+    stale — all in one transaction. Returns that session per changed symbol."""
     with conn.transaction():
-        stored = read_window(conn, STOCK_PRICES, windows)
+        if stored is None:
+            stored = read_window(conn, STOCK_PRICES, windows)
         changed = first_changes(stored, frame)
         if changed:
             tails = {s: SessionWindow(day, windows[s].end) for s, day in changed.items()}
@@ -342,14 +347,20 @@ def replace_prices(
 def first_changes(stored: pd.DataFrame, arrived: pd.DataFrame) -> dict[str, dt.date]:
     """Per symbol whose bars differ, the first session where they do: a bar added, removed, or
     with any other value (prices compare exactly: float8 round-trips)."""
-    keys = ["symbol", "timestamp"]
-    values = [name for name in STOCK_PRICES.column_names if name not in keys]
-    both = stored.merge(arrived, on=keys, how="outer", suffixes=("_old", ""), indicator=True)
-    differs = both["_merge"] != "both"
-    for name in values:
-        differs |= both[f"{name}_old"].ne(both[name]).to_numpy(dtype=bool, na_value=True)
-    first = both.loc[differs].groupby("symbol")["timestamp"].min()
+    both = _compared(stored, arrived, how="outer")
+    first = both.loc[both["differs"]].groupby("symbol")["timestamp"].min()
     return {symbol: stamp.date() for symbol, stamp in first.items()}
+
+
+def _compared(stored: pd.DataFrame, arrived: pd.DataFrame, how: str) -> pd.DataFrame:
+    """Stored and arrived bars side by side (`<column>_old` for the stored), joined `how`, with
+    `differs`: a bar on one side only, or any value not equal."""
+    keys = ["symbol", "timestamp"]
+    both = stored.merge(arrived, on=keys, how=how, suffixes=("_old", ""), indicator=True)
+    differs = (both["_merge"] != "both").to_numpy(copy=True)
+    for name in [name for name in STOCK_PRICES.column_names if name not in keys]:
+        differs |= both[f"{name}_old"].ne(both[name]).to_numpy(dtype=bool, na_value=True)
+    return both.assign(differs=differs)
 
 
 def replace_all(conn: psycopg.Connection, table: Table, frame: pd.DataFrame) -> int:
@@ -445,13 +456,8 @@ def read_market(
 def restated_bars(stored: pd.DataFrame, arrived: pd.DataFrame) -> pd.DataFrame:
     """Per symbol whose bars arrived again with other values, the first such session and the
     median ratio of stored to arrived close (4.0 after a 4:1 split): a restated history."""
-    keys = ["symbol", "timestamp"]
-    both = stored.merge(arrived, on=keys, suffixes=("_old", ""))  # sessions on both sides only
-    values = ["open", "high", "low", "close", "volume"]
-    differs = np.zeros(len(both), dtype=bool)
-    for name in values:
-        differs |= both[f"{name}_old"].ne(both[name]).to_numpy(dtype=bool, na_value=True)
-    changed = both.loc[differs]
+    both = _compared(stored, arrived, how="inner")  # sessions on both sides only
+    changed = both.loc[both["differs"]]
     ratio = changed["close_old"] / changed["close"]
     return (
         changed.assign(ratio=ratio)
