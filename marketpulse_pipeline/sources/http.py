@@ -8,9 +8,12 @@ interval; a final failure is one line naming the vendor, the symbol, the status 
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+import pandas as pd
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -19,7 +22,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from marketpulse_pipeline.sources.base import SourceError
+from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.sources.base import (
+    BAR_DTYPES,
+    RAW_TEXT_DTYPES,
+    PriceSource,
+    SourceError,
+    conform,
+)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _OK = frozenset({200})
@@ -124,3 +134,21 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not text.replace(".", "", 1).isdigit():
         return None
     return min(float(text), MAX_RETRY_AFTER)
+
+
+class VendorSource(PriceSource):
+    """A market-data vendor over HTTP: one request per symbol, through a `VendorClient`."""
+
+    default_url: str
+
+    def __init__(self, base_url: str | None = None, client: VendorClient | None = None) -> None:
+        self.base_url = (base_url or self.default_url).rstrip("/")
+        self.client = client or VendorClient(self.name)
+
+    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        frames = [self.symbol_bars(symbol, window) for symbol in symbols]
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
+
+    @abstractmethod
+    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+        """One symbol's raw bars inside `window`, with each value's text as the vendor sent it."""

@@ -7,14 +7,11 @@ the quality gate. Stooq's bars are split-adjusted; it answers "No data" for an u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
 from marketpulse_pipeline.calendar import SessionWindow
-from marketpulse_pipeline.sources.base import BAR_DTYPES, RAW_TEXT_DTYPES, PriceSource, conform
 from marketpulse_pipeline.sources.csv_files import parse_price_csv
-from marketpulse_pipeline.sources.http import VendorClient, VendorError
+from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
 DEFAULT_URL = "https://stooq.com"
 INDEXES = {"^GSPC": "^spx", "^DJI": "^dji", "^IXIC": "^ndq", "^NDX": "^ndx"}
@@ -30,20 +27,13 @@ def stooq_ticker(symbol: str) -> str:
     return f"{symbol.lower().replace('.', '-')}.us"
 
 
-class StooqSource(PriceSource):
+class StooqSource(VendorSource):
     """Bars of US listings from Stooq, one request per symbol."""
 
     name = "stooq"
+    default_url = DEFAULT_URL
 
-    def __init__(self, base_url: str = DEFAULT_URL, client: VendorClient | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.client = client or VendorClient("stooq")
-
-    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
-        frames = [self._symbol_bars(symbol, window) for symbol in symbols]
-        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
-
-    def _symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
         ticker = stooq_ticker(symbol)
         url = f"{self.base_url}/q/d/l/"
         params = {

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from marketpulse_pipeline.calendar import MARKET_TIMEZONE, SessionWindow
 from marketpulse_pipeline.sources.base import (
-    BAR_DTYPES,
     BAR_VALUES,
-    RAW_TEXT_DTYPES,
-    PriceSource,
-    conform,
 )
-from marketpulse_pipeline.sources.http import VendorClient, VendorError
+from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
 DEFAULT_URL = "https://query1.finance.yahoo.com"
 
@@ -35,20 +30,13 @@ def yahoo_ticker(symbol: str) -> str:
     return symbol.replace(".", "-")
 
 
-class YahooSource(PriceSource):
+class YahooSource(VendorSource):
     """Bars from Yahoo Finance's chart API, one request per symbol."""
 
     name = "yahoo"
+    default_url = DEFAULT_URL
 
-    def __init__(self, base_url: str = DEFAULT_URL, client: VendorClient | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.client = client or VendorClient("yahoo")
-
-    def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
-        frames = [self._symbol_bars(symbol, window) for symbol in symbols]
-        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
-
-    def _symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
         ticker = yahoo_ticker(symbol)
         url = f"{self.base_url}/v8/finance/chart/{ticker}"
         new_york = ZoneInfo(MARKET_TIMEZONE)
