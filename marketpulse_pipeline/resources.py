@@ -19,6 +19,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from marketpulse_pipeline.calendar import latest_completed_session
 from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import (
+    DEFAULT_STOOQ_URL,
+    DEFAULT_YAHOO_URL,
     SOURCES,
     Settings,
     normalise_database_url,
@@ -135,10 +137,10 @@ class PriceSourceResource(dg.ConfigurableResource):
         description="MARKETPULSE_SOURCE: synthetic, csv, sample, stooq or yahoo",
     )
     stooq_url: str = Field(
-        default="https://stooq.com", description="MARKETPULSE_STOOQ_URL, for the stooq source"
+        default=DEFAULT_STOOQ_URL, description="MARKETPULSE_STOOQ_URL, for the stooq source"
     )
     yahoo_url: str = Field(
-        default="https://query1.finance.yahoo.com",
+        default=DEFAULT_YAHOO_URL,
         description="MARKETPULSE_YAHOO_URL, for the yahoo source",
     )
     csv_dir: str = Field(default="", description="MARKETPULSE_CSV_DIR, for the csv source")

@@ -139,10 +139,8 @@ def _retry_after(response: httpx.Response) -> float | None:
 class VendorSource(PriceSource):
     """A market-data vendor over HTTP: one request per symbol, through a `VendorClient`."""
 
-    default_url: str
-
-    def __init__(self, base_url: str | None = None, client: VendorClient | None = None) -> None:
-        self.base_url = (base_url or self.default_url).rstrip("/")
+    def __init__(self, base_url: str, client: VendorClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
         self.client = client or VendorClient(self.name)
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:

@@ -13,7 +13,6 @@ from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.sources.csv_files import parse_price_csv
 from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
-DEFAULT_URL = "https://stooq.com"
 INDEXES = {"^GSPC": "^spx", "^DJI": "^dji", "^IXIC": "^ndq", "^NDX": "^ndx"}
 """Index symbols as Stooq spells them."""
 
@@ -31,7 +30,6 @@ class StooqSource(VendorSource):
     """Bars of US listings from Stooq, one request per symbol."""
 
     name = "stooq"
-    default_url = DEFAULT_URL
 
     def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
         ticker = stooq_ticker(symbol)

@@ -22,8 +22,6 @@ from marketpulse_pipeline.sources.base import (
 )
 from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
-DEFAULT_URL = "https://query1.finance.yahoo.com"
-
 
 def yahoo_ticker(symbol: str) -> str:
     """A watchlist symbol as Yahoo spells it: `BRK.B` → `BRK-B`; indexes (`^GSPC`) unchanged."""
@@ -34,7 +32,6 @@ class YahooSource(VendorSource):
     """Bars from Yahoo Finance's chart API, one request per symbol."""
 
     name = "yahoo"
-    default_url = DEFAULT_URL
 
     def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
         ticker = yahoo_ticker(symbol)
