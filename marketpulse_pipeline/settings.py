@@ -175,11 +175,23 @@ def _start_date(text: str | None, now: dt.datetime | None) -> dt.date:
     return day
 
 
+def whole_number(text: str, low: int, high: int) -> int:
+    """`text` as a whole number from `low` to `high`: a value out of range is refused here, not
+    by PostgreSQL or NumPy later, where the error would not name where it came from."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise SettingsError(f"{text!r} is not a whole number from {low} to {high}")
+    return number
+
+
 def _count(text: str, origin: str) -> int:
-    """A whole number from 0 to 10,000."""
-    if not text.isdigit() or int(text) > 10_000:
-        raise SettingsError(f"{origin}={text!r} is not a whole number from 0 to 10000")
-    return int(text)
+    try:
+        return whole_number(text, 0, 10_000)
+    except SettingsError as error:
+        raise SettingsError(f"{origin}={error}") from None
 
 
 def _seed(text: str, origin: str) -> int:

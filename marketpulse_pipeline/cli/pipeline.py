@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from marketpulse_pipeline.calendar import session_offset
+from marketpulse_pipeline.cli.reads import whole_argument
 from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_date, parse_symbols
 
@@ -20,7 +21,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "demo", help="materialize the watchlist's last N sessions (synthetic)"
     )
     demo.add_argument(
-        "--days", type=_days, default=250, help=f"trading days to load, 1..{MAX_DAYS} (default 250)"
+        "--days",
+        type=whole_argument(1, MAX_SESSIONS),
+        default=250,
+        help=f"trading days to load, 1..{MAX_SESSIONS} (default 250)",
     )
     _verbose(demo)
     demo.set_defaults(handler=_demo)
@@ -67,19 +71,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ).set_defaults(handler=_db_remove_future)
 
 
-MAX_DAYS = 10_000  # about 40 years of sessions
+MAX_SESSIONS = 10_000  # about 40 years of sessions
 
 
 def _verbose(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verbose", action="store_true", help="also show Dagster's log, tracebacks included"
     )
-
-
-def _days(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_DAYS}")
-    return int(text)
 
 
 def _choices(allowed: set[str]) -> Callable[[str], list[str]]:

@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 
 from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
-from marketpulse_pipeline.settings import Settings, SettingsError, parse_symbols
+from marketpulse_pipeline.settings import Settings, SettingsError, parse_symbols, whole_number
 from marketpulse_pipeline.storage import queries
 from marketpulse_pipeline.storage.database import (
     connect,
@@ -87,29 +87,21 @@ def _symbol(text: str) -> str:
     return symbols[0]
 
 
-def _whole(text: str, low: int, high: int) -> int:
-    """A whole number from `low` to `high`: out-of-range ones are refused before reaching SQL,
-    where they would fail with a database error instead of naming the argument."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = None
-    if number is None or not low <= number <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
-    return number
+def whole_argument(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            return whole_number(text, low, high)
+        except SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
-def _days(text: str) -> int:
-    return _whole(text, 1, MAX_DAYS)
-
-
-def _limit(text: str) -> int:
-    return _whole(text, 1, MAX_LIMIT)
-
-
-def _anomaly_id(text: str) -> int:
-    """An anomaly id: a signed 64-bit hash (a PostgreSQL bigint)."""
-    return _whole(text, -(2**63), 2**63 - 1)
+_days = whole_argument(1, MAX_DAYS)
+_limit = whole_argument(1, MAX_LIMIT)
+_anomaly_id = whole_argument(-(2**63), 2**63 - 1)  # a signed 64-bit hash (a PostgreSQL bigint)
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
