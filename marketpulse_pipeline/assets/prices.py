@@ -189,11 +189,9 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             with timer.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
             gap_check = _gap_check(gaps, price_source.max_missing_sessions)
-            for symbol, days in gaps.groupby("symbol")["timestamp"]:
-                if len(days) > price_source.max_missing_sessions:
-                    problems.add(
-                        f"{GAP_CHECK}: {_describe_gaps(gaps[gaps['symbol'] == symbol])}", [symbol]
-                    )
+            over = _over_tolerance(gaps, price_source.max_missing_sessions)
+            for symbol, missing in over.groupby("symbol"):
+                problems.add(f"{GAP_CHECK}: {_describe_gaps(missing)}", [symbol])
 
         report_partitions(
             context,
@@ -262,16 +260,20 @@ def _describe_gaps(gaps: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def _over_tolerance(gaps: pd.DataFrame, tolerance: int) -> pd.DataFrame:
+    """The gaps of the symbols missing more than `tolerance` sessions."""
+    return gaps[gaps.groupby("symbol")["timestamp"].transform("size") > tolerance]
+
+
 def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
-    missing = gaps.groupby("symbol").size()
-    offenders = missing[missing > tolerance]
+    offenders = _over_tolerance(gaps, tolerance)["symbol"].unique()
     return dg.AssetCheckResult(
         check_name=GAP_CHECK,
-        passed=offenders.empty,
+        passed=len(offenders) == 0,
         metadata={
             "summary": _describe_gaps(gaps) or "none",
             "sessions_missing": len(gaps),
-            "symbols_over_tolerance": ", ".join(offenders.index) or "none",
+            "symbols_over_tolerance": ", ".join(offenders) or "none",
             "tolerance_per_symbol": tolerance,
             "sample": sample(gaps.assign(timestamp=gaps["timestamp"].dt.date)),
         },
