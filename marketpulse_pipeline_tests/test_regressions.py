@@ -173,14 +173,23 @@ def write_stooq(directory: Path, symbol: str, days: list[dt.date], level: float)
     (directory / f"{symbol}.csv").write_text("\n".join(lines) + "\n")
 
 
-def test_a_symbol_never_mixes_sources(cli, conn, tmp_path, monkeypatch, capsys):
-    days = sessions(session_offset(LATEST, -29), LATEST)
+CSV_DAYS = sessions(session_offset(LATEST, -29), LATEST)
+
+
+@pytest.fixture
+def csv_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The csv source, with a file of the last 30 sessions for each symbol."""
     files = tmp_path / "csv"
     files.mkdir()
     for symbol, level in zip(SYMBOLS, (170.0, 370.0), strict=True):
-        write_stooq(files, symbol, days, level)
+        write_stooq(files, symbol, CSV_DAYS, level)
     monkeypatch.setenv("MARKETPULSE_SOURCE", "csv")
     monkeypatch.setenv("MARKETPULSE_CSV_DIR", str(files))
+    return files
+
+
+def test_a_symbol_never_mixes_sources(cli, conn, csv_files, capsys):
+    days = CSV_DAYS
     assert cli("backfill", "--start", f"{days[0]}") == 0
     query = TABLES["stock_prices"]
     stored = conn.execute(query).fetchall()
@@ -243,41 +252,26 @@ def test_health_names_a_computed_asset_that_lags_its_prices(cli, conn, capsys):
     assert cli("health") == 0, capsys.readouterr().err
 
 
-def test_a_bar_the_source_lacked_is_asked_for_again_until_it_comes(
-    cli, conn, tmp_path, monkeypatch, capsys
-):
-    days = sessions(session_offset(LATEST, -29), LATEST)
-    files = tmp_path / "csv"
-    files.mkdir()
-    write_stooq(files, "MSFT", days, 370.0)
-    write_stooq(files, "AAPL", days, 170.0)
-    complete = (files / "AAPL.csv").read_text()
+def test_a_bar_the_source_lacked_is_asked_for_again_until_it_comes(cli, conn, csv_files, capsys):
+    days = CSV_DAYS
+    complete = (csv_files / "AAPL.csv").read_text()
     hole = days[10]
     lines = [line for line in complete.splitlines() if not line.startswith(f"{hole},")]
-    (files / "AAPL.csv").write_text("\n".join(lines) + "\n")
-    monkeypatch.setenv("MARKETPULSE_SOURCE", "csv")
-    monkeypatch.setenv("MARKETPULSE_CSV_DIR", str(files))
+    (csv_files / "AAPL.csv").write_text("\n".join(lines) + "\n")
     assert cli("backfill", "--start", f"{days[0]}") == 1
     assert f"AAPL has no bar for {hole}" in capsys.readouterr().err
     assert cli("update") == 1  # still missing: asked for again, still refused by the check
 
-    (files / "AAPL.csv").write_text(complete)  # the vendor delivers it
+    (csv_files / "AAPL.csv").write_text(complete)  # the vendor delivers it
     assert cli("update") == 0, capsys.readouterr().err
     assert stored_days(conn, "AAPL") == days
     assert cli("health") == 0, capsys.readouterr().err
 
 
-def test_a_refused_bar_is_a_warning_not_a_failure(cli, conn, tmp_path, monkeypatch, capsys):
-    days = sessions(session_offset(LATEST, -29), LATEST)
-    files = tmp_path / "csv"
-    files.mkdir()
-    for symbol, level in zip(SYMBOLS, (170.0, 370.0), strict=True):
-        write_stooq(files, symbol, days, level)
-    with (files / "MSFT.csv").open("a") as extra:
+def test_a_refused_bar_is_a_warning_not_a_failure(cli, conn, csv_files, capsys):
+    with (csv_files / "MSFT.csv").open("a") as extra:
         extra.write("2025-12-06,1,1,1,1,100\n")  # a Saturday
-    monkeypatch.setenv("MARKETPULSE_SOURCE", "csv")
-    monkeypatch.setenv("MARKETPULSE_CSV_DIR", str(files))
-    assert cli("backfill", "--start", f"{days[0]}") == 0
+    assert cli("backfill", "--start", f"{CSV_DAYS[0]}") == 0
     out = capsys.readouterr().out
     assert "check no_rejected_rows on stock_prices [AAPL..MSFT]: 1 bars refused" in out
     assert "MSFT.csv:32: not an NYSE session" in out and "(warning)" in out
