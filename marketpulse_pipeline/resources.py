@@ -46,10 +46,15 @@ class PostgresResource(dg.ConfigurableResource):
         description="How long a run waits for another run that is processing one of its symbols",
     )
     _locks: SymbolLocks | None = PrivateAttr(default=None)
+    _url: str | None = PrivateAttr(default=None)
 
     def resolved_url(self) -> str:
-        url = normalise_database_url(self.url) if self.url else None
-        return resolve_url(url, Path(self.home).expanduser())
+        """The server's URL, resolved once per run: for the embedded server that means checking
+        (or starting) it, which every step's connections need not repeat."""
+        if self._url is None:
+            url = normalise_database_url(self.url) if self.url else None
+            self._url = resolve_url(url, Path(self.home).expanduser())
+        return self._url
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
