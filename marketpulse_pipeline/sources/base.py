@@ -38,6 +38,16 @@ INJECTED_DTYPES = {
 }
 """Columns of `PriceSource.injected_anomalies`: first session, kind, size, sessions it lasts."""
 
+CORPORATE_ACTION_DTYPES = {
+    "symbol": "str",
+    "timestamp": "datetime64[ns]",
+    "kind": "str",
+    "value": "float64",
+    "source_ref": "str",
+}
+"""Columns of `PriceSource.corporate_actions`: the ex-date, `split` or `dividend`, and the
+split's ratio (new shares per old share: 4 for a 4:1 split) or the dividend's cash per share."""
+
 
 class SourceError(ValueError):
     """A source could not give one symbol's bars (a missing file, a vendor that failed); the
@@ -60,6 +70,11 @@ class PriceSource(ABC):
         Real market data has none, so the default is an empty frame.
         """
         return conform(pd.DataFrame(), INJECTED_DTYPES)
+
+    def corporate_actions(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        """Splits and dividends of `symbols` dated inside `window`, as far as the source knows
+        them (its bars are already adjusted for the splits). Default: none."""
+        return conform(pd.DataFrame(), CORPORATE_ACTION_DTYPES)
 
 
 def conform(
@@ -106,6 +121,19 @@ def fetch_injected(source: PriceSource, windows: Mapping[str, SessionWindow]) ->
     ]
     return conform(
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), INJECTED_DTYPES
+    )
+
+
+def fetch_corporate_actions(
+    source: PriceSource, windows: Mapping[str, SessionWindow]
+) -> pd.DataFrame:
+    """The source's splits and dividends in every symbol's window."""
+    frames = [
+        source.corporate_actions(symbols, window) for window, symbols in _by_window(windows).items()
+    ]
+    return conform(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        CORPORATE_ACTION_DTYPES,
     )
 
 

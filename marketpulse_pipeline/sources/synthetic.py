@@ -9,6 +9,12 @@ Model: a stochastic-volatility random walk (volatility clustering) that slowly r
 symbol's price level; volume grows with the absolute return. Anomalies are planted into the
 returns before the bars are built, so open/high/low/close stay consistent on every day, and each
 one is reported by `injected_anomalies` as ground truth.
+
+Splits are planted too, from a stream of their own (so they move no other number): a forward
+split when the traded price is at or below the symbol's level, a reverse split when above.
+The source serves history as a vendor does — split-adjusted as of its `as_of` day — so history
+read before a split and read again after it differs by the ratio. `corporate_actions` reports
+the splits: they are ground truth that no detector may flag.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from scipy.signal import lfilter
 from scipy.special import ndtri
 
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
-from marketpulse_pipeline.sources.base import BAR_DTYPES, INJECTED_DTYPES, PriceSource, conform
+from marketpulse_pipeline.sources.base import (
+    BAR_DTYPES,
+    CORPORATE_ACTION_DTYPES,
+    INJECTED_DTYPES,
+    PriceSource,
+    conform,
+)
 
 EPOCH = dt.date(2000, 1, 3)
 """First simulated session: the state every symbol's path starts from."""
@@ -36,6 +48,9 @@ VOL_PERSISTENCE = 0.97  # AR(1) coefficient of log-volatility: calm and stormy s
 VOL_OF_VOL = 0.35  # stationary standard deviation of log-volatility
 PRICE_REVERSION = 0.99  # log-price pulls back to the symbol's level (half-life ~3 months)
 TREND_BREAK_SESSIONS = 10
+SPLIT_RATE = 1 / 1500  # a split every six years or so per symbol
+SPLIT_RATIOS = (2, 3, 4, 5)
+_SPLIT_STREAM = 1  # the splits' random stream, apart from the bars'
 
 ANOMALY_KINDS = (
     "price_shock_up",
@@ -104,24 +119,39 @@ _DRAWS_PER_SESSION = 10
 @dataclass(frozen=True)
 class _Path:
     sessions: pd.DatetimeIndex
-    bars: pd.DataFrame  # open, high, low, close, volume per session
+    bars: pd.DataFrame  # open, high, low, close, volume per session, as if never split
     events: pd.DataFrame  # INJECTED_DTYPES without symbol
 
 
 class SyntheticSource(PriceSource):
-    """Simulated bars for any symbol, reproducible from `seed`; anomalies at `anomaly_rate`."""
+    """Simulated bars for any symbol, reproducible from `seed`; anomalies at `anomaly_rate`,
+    splits at `split_rate` (per symbol and session).
 
-    def __init__(self, seed: int = DEFAULT_SEED, anomaly_rate: float = DEFAULT_RATE) -> None:
-        if not 0.0 <= anomaly_rate <= 1.0:
-            raise ValueError(f"anomaly_rate must lie in [0, 1], got {anomaly_rate}")
+    `as_of` is the source's today: every bar is adjusted for the splits up to it, as a vendor
+    serves history. Unset, a request is served as of its window's last day.
+    """
+
+    def __init__(
+        self,
+        seed: int = DEFAULT_SEED,
+        anomaly_rate: float = DEFAULT_RATE,
+        split_rate: float = SPLIT_RATE,
+        as_of: dt.date | None = None,
+    ) -> None:
+        for name, rate in (("anomaly_rate", anomaly_rate), ("split_rate", split_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {rate}")
         self.seed = seed
         self.anomaly_rate = anomaly_rate
+        self.split_rate = split_rate
+        self.as_of = as_of
         # Another seed or rate is another history: its name keeps one symbol's rows from mixing.
         changed = [
             f"{k}={v}"
             for k, v, d in (
                 ("seed", seed, DEFAULT_SEED),
                 ("anomaly_rate", anomaly_rate, DEFAULT_RATE),
+                ("split_rate", split_rate, SPLIT_RATE),
             )
             if v != d
         ]
@@ -132,14 +162,29 @@ class SyntheticSource(PriceSource):
         for symbol in symbols:
             path = self._simulate(symbol, window.end)
             inside = path.sessions >= pd.Timestamp(window.start)
+            served = _split_adjusted(
+                path.bars, path.sessions, self._splits(symbol, window), self._as_of(window)
+            )
             frames.append(
-                path.bars[inside].assign(
+                served[inside].assign(
                     symbol=symbol,
                     timestamp=path.sessions[inside],
                     source_ref=f"synthetic(seed={self.seed})",
                 )
             )
         return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES)
+
+    def corporate_actions(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        frames = []
+        for symbol in symbols:
+            splits = self._splits(symbol, window)
+            inside = splits["timestamp"].between(*map(pd.Timestamp, (window.start, window.end)))
+            frames.append(
+                splits[inside].assign(
+                    symbol=symbol, kind="split", source_ref=f"synthetic(seed={self.seed})"
+                )
+            )
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), CORPORATE_ACTION_DTYPES)
 
     def injected_anomalies(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = []
@@ -149,6 +194,25 @@ class SyntheticSource(PriceSource):
                 events[events["timestamp"] >= pd.Timestamp(window.start)].assign(symbol=symbol)
             )
         return conform(pd.concat(frames) if frames else pd.DataFrame(), INJECTED_DTYPES)
+
+    def _as_of(self, window: SessionWindow) -> dt.date:
+        return self.as_of or window.end
+
+    def _splits(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+        """The symbol's splits through the later of `window`'s end and `as_of`: session and
+        ratio (new shares per old share; below 1 for a reverse split)."""
+        end = max(window.end, self._as_of(window))
+        sessions = sessions_between(EPOCH, end)
+        rng = np.random.default_rng([self.seed, _symbol_key(symbol), _SPLIT_STREAM])
+        u = rng.random((len(sessions), 2))  # row i is the same whatever the length is
+        days = np.flatnonzero(u[:, 0] < self.split_rate)
+        ratios, level = [], 1.0
+        for i in days:
+            size = SPLIT_RATIOS[int(u[i, 1] * len(SPLIT_RATIOS))]
+            ratio = float(size) if level <= 1.0 else 1.0 / size  # back toward the usual level
+            level *= ratio
+            ratios.append(ratio)
+        return pd.DataFrame({"timestamp": sessions[days], "value": ratios})
 
     def _simulate(self, symbol: str, end: dt.date) -> _Path:
         """The symbol's path from EPOCH through `end`."""
@@ -213,15 +277,8 @@ class SyntheticSource(PriceSource):
             * (0.5 + 0.6 * np.abs(log_return) / sigma)
             * volume_factor
         )
-        # Cents and whole shares, like real quotes; rounding is monotonic, so OHLC stays ordered.
         bars = pd.DataFrame(
-            {
-                "open": np.round(open_, 2),
-                "high": np.round(high, 2),
-                "low": np.round(low, 2),
-                "close": np.round(close, 2),
-                "volume": np.round(volume),
-            }
+            {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
         )
         return _Path(
             sessions=sessions,
@@ -235,3 +292,20 @@ class SyntheticSource(PriceSource):
                 }
             ),
         )
+
+
+def _split_adjusted(
+    bars: pd.DataFrame, sessions: pd.DatetimeIndex, splits: pd.DataFrame, as_of: dt.date
+) -> pd.DataFrame:
+    """Bars as a vendor serves them on `as_of`: traded in cents and whole shares after the
+    splits up to each day, then adjusted for the later splits up to `as_of`. Rounding is
+    monotonic and the factors positive, so OHLC stays ordered."""
+    done = np.searchsorted(splits["timestamp"].to_numpy(), sessions.to_numpy(), side="right")
+    shares = np.concatenate([[1.0], np.cumprod(splits["value"].to_numpy())])
+    traded = shares[done]  # shares per original share, on each day
+    served = shares[np.searchsorted(splits["timestamp"].to_numpy(), np.datetime64(as_of), "right")]
+    later = np.where(sessions.to_numpy() <= np.datetime64(as_of), traded / served, 1.0)
+    prices = ["open", "high", "low", "close"]
+    adjusted = bars[prices].div(traded, axis=0).round(2).mul(later, axis=0).round(6)
+    volume = np.round(np.round(bars["volume"] * traded) / later)
+    return adjusted.assign(volume=volume)
