@@ -71,6 +71,11 @@ def previous_session(day: dt.date) -> dt.date:
     return session_offset(day, -1)
 
 
+def closing_bell(day: dt.date) -> dt.datetime:
+    """The moment session `day` closes (UTC): the first at which it is complete."""
+    return nyse().session_close(pd.Timestamp(day)).to_pydatetime()
+
+
 def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
     """The last session whose closing bell has rung at `now` (default: the current time)."""
     calendar = nyse()

@@ -162,9 +162,11 @@ class PriceSourceResource(dg.ConfigurableResource):
         " before its computed assets stop at the first missing one",
     )
 
-    def build(self) -> PriceSource:
+    def build(self, as_of: dt.date) -> PriceSource:
+        """The source, serving history as of `as_of` (the latest completed session): a real
+        vendor's today is the wall clock's; the synthetic one follows a pinned clock too."""
         if self.kind == "synthetic":
-            return SyntheticSource(seed=self.seed, anomaly_rate=self.anomaly_rate)
+            return SyntheticSource(seed=self.seed, anomaly_rate=self.anomaly_rate, as_of=as_of)
         if self.kind == "csv":
             return CsvSource(Path(self.csv_dir))
         if self.kind == "sample":

@@ -80,8 +80,10 @@ def run_pipeline(
     progress: ProgressFn = print,
     verbose: bool = False,
     log_dir: Path | None = None,
+    assets: Sequence[str] | None = None,
 ) -> list[RunOutcome]:
-    """Materialize every asset for `symbols` over the window, showing progress as steps finish.
+    """Materialize every asset (or only `assets`) for `symbols` over the window, showing
+    progress as steps finish.
 
     A failed step's full error (with its traceback) goes to `log_dir/<run id>.log` when given.
     """
@@ -104,9 +106,12 @@ def run_pipeline(
                 "dagster/asset_partition_range_start": chunk[0],
                 "dagster/asset_partition_range_end": chunk[-1],
             },
+            [dg.AssetKey(asset) for asset in assets] if assets else None,
         )
         for chunk in contiguous_ranges(ordered, symbols)
     ]
+    if assets:
+        return outcomes
     # Then score the detectors once, over every symbol (the daemon's sensor does this too).
     outcomes.append(
         _launch(
@@ -128,6 +133,7 @@ def _launch(
     symbols: list[str],
     run_config: dict,
     tags: dict[str, str],
+    asset_selection: list[dg.AssetKey] | None = None,
 ) -> RunOutcome:
     """One in-process run, reporting its steps as they finish."""
     run_id = str(uuid.uuid4())
@@ -137,7 +143,12 @@ def _launch(
     what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
     reporter.progress(f"run {run_id[:8]}: {what}")
     result = job.execute_in_process(
-        run_config=run_config, instance=instance, run_id=run_id, raise_on_error=False, tags=tags
+        run_config=run_config,
+        instance=instance,
+        run_id=run_id,
+        raise_on_error=False,
+        tags=tags,
+        asset_selection=asset_selection,
     )
     outcome.success = result.success
     if not result.success and not outcome.failures:

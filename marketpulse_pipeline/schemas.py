@@ -84,6 +84,26 @@ class InjectedAnomalies(pa.DataFrameModel):
         strict = True
 
 
+class CorporateActions(pa.DataFrameModel):
+    """A split or dividend the source reported. Stored prices are already adjusted for splits
+    (history is restated when one arrives); dividends are recorded, returns are price returns."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="Ex-date")
+    kind: Series[str] = pa.Field(isin=["split", "dividend"], description="split or dividend")
+    value: Series[float] = pa.Field(
+        gt=0,
+        description="Split: new shares per old share (4 for 4:1, 0.1 for 1:10); dividend: cash"
+        " per share",
+    )
+    source: Series[str] = pa.Field(description="Price source that reported it")
+    source_ref: Series[str] = pa.Field(description="Where in the source: a vendor's event, a seed")
+
+    class Config:
+        unique = ["symbol", "timestamp", "kind"]  # noqa: RUF012
+        strict = True
+
+
 class RejectedPrices(pa.DataFrameModel):
     """A bar the quality gate refused, kept as the source delivered it: values are text, since
     what failed may not parse as a number at all."""

@@ -96,9 +96,10 @@ def price_plans(
     through `as_of` — or from the first session missing inside its stored history (`holes`),
     so a bar a source lacked is asked for again until it comes. An explicit window is taken as
     given, then widened to meet the stored history when it would leave sessions between them
-    missing. Catching up also re-reads the last `overlap` stored sessions, so that a vendor's
-    restated history is noticed. Nothing after `latest` — the latest completed session — is
-    ever fetched, whatever `end` or `as_of` say.
+    missing. Every window of a symbol with stored history re-reads at least `overlap` stored
+    sessions (or all, if fewer), so that a vendor's restated history — a split since the
+    history was stored — is noticed whatever the order of loads. Nothing after `latest` — the
+    latest completed session — is ever fetched, whatever `end` or `as_of` say.
     """
     request.check(latest)
     through = min(request.as_of or latest, latest)
@@ -114,21 +115,24 @@ def price_plans(
             plans[symbol] = PricePlan(SessionWindow(start, request.end or through))
             continue
         window = SessionWindow(request.start, request.end or through)
-        plans[symbol] = _meet_stored(window, span)
+        plans[symbol] = _meet_stored(window, span, overlap)
     return plans
 
 
-def _meet_stored(window: SessionWindow, span: SessionWindow | None) -> PricePlan:
-    """`window` widened to touch the stored `span`, and the sessions that took."""
-    if span is None:
-        return PricePlan(window)
-    if window.end < span.start and next_session(window.end) < span.start:
+def _meet_stored(window: SessionWindow, span: SessionWindow | None, overlap: int) -> PricePlan:
+    """`window` widened to meet the stored `span` and re-read `overlap` of its sessions, and
+    the sessions that filled a hole between them."""
+    if span is None or (window.start <= span.end and window.end >= span.start):
+        return PricePlan(window)  # overlapping: the stored sessions inside it are re-read
+    if window.end < span.start:  # before the stored history: up to it, and into it
         gap = SessionWindow(next_session(window.end), previous_session(span.start))
-        return PricePlan(SessionWindow(window.start, gap.end), gap)
-    if window.start > span.end and next_session(span.end) < window.start:
+        end = session_offset(span.start, overlap - 1) if overlap > 0 else gap.end
+        widened = SessionWindow(window.start, min(end, span.end))
+    else:  # after it: back to it, and into it
         gap = SessionWindow(next_session(span.end), previous_session(window.start))
-        return PricePlan(SessionWindow(gap.start, window.end), gap)
-    return PricePlan(window)
+        start = session_offset(span.end, 1 - overlap) if overlap > 0 else gap.start
+        widened = SessionWindow(max(start, span.start), window.end)
+    return PricePlan(widened, None if gap.is_empty else gap)
 
 
 def mixed_sources(

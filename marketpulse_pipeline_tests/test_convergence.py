@@ -15,19 +15,23 @@ import sys
 import time
 from collections.abc import Iterator
 
+import pandas as pd
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketpulse_pipeline.calendar import sessions_between
+from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.sources.synthetic import SyntheticSource
 from marketpulse_pipeline_tests.conftest import create_database, drop_database
 
-SYMBOLS = "AAPL,MSFT"
+SYMBOLS = "AAPL,SPY"
 FIRST_DAY = dt.date(2024, 6, 3)  # MARKETPULSE_START_DATE: where a symbol without prices starts
 CLOCK = dt.date(2025, 3, 31)  # the final catch-up's clock
 SESSIONS = list(sessions_between(FIRST_DAY - dt.timedelta(days=90), CLOCK).date)
+CLOCKS = SESSIONS[-60:]  # each operation's clock, some before and some after SPY's split
+SPLIT = (dt.date(2025, 2, 18), 5.0)  # SPY's, planted by the synthetic source (seed 42)
 # Each table as rows, in key order, without the columns that say when or by which run.
 TABLES = {
     "stock_prices": 'SELECT symbol, "timestamp", open, high, low, close, volume, source'
@@ -42,6 +46,8 @@ TABLES = {
     "detection_quality": "SELECT * FROM detection_quality ORDER BY method, kind",
     "rejected_prices": 'SELECT symbol, "timestamp", open, high, low, close, volume, source,'
     " source_ref, reason FROM rejected_prices ORDER BY 1, 2, 9",
+    "corporate_actions": 'SELECT symbol, "timestamp", kind, value, source, source_ref'
+    " FROM corporate_actions ORDER BY 1, 2, 3",
 }
 HOME = "/tmp/marketpulse-convergence-home"  # only the CLI's failure logs go there
 _CLI = "import sys; from marketpulse_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -72,7 +78,7 @@ def operation(draw: st.DrawFn) -> dict:
         return {"kind": kind, "runs": [first, second], "kill_after": None}
     if kind == "backfill":
         return draw(backfill())
-    op: dict = {"kind": kind, "clock": draw(st.sampled_from(SESSIONS[-60:]))}
+    op: dict = {"kind": kind, "clock": draw(st.sampled_from(CLOCKS))}
     if kind == "demo":
         op["days"] = draw(st.integers(1, 80))
     op["kill_after"] = draw(st.one_of(st.none(), st.floats(0.5, 9.0)))
@@ -84,7 +90,7 @@ def backfill(draw: st.DrawFn) -> dict:
     start, end = _sessions(draw)
     return {
         "kind": "backfill",
-        "clock": draw(st.sampled_from(SESSIONS[-60:])),
+        "clock": draw(st.sampled_from(CLOCKS)),
         "start": start,
         "end": end,
         "symbols": draw(st.sampled_from([None, "AAPL", "MSFT"])),
@@ -200,6 +206,51 @@ def test_any_sequence_converges_to_the_from_scratch_result(
         expected = from_scratch(server_url, template_database, url, monkeypatch)
     for table in TABLES:
         assert got[table] == expected[table], f"{table} differs after {operations}"
+
+
+def test_the_clocks_cross_a_planted_split():
+    """Half the operations see SPY's history before its split, half after: restatements."""
+    day, ratio = SPLIT
+    actions = SyntheticSource(seed=42, as_of=CLOCK).corporate_actions(
+        SYMBOLS.split(","), SessionWindow(FIRST_DAY, CLOCK)
+    )
+    assert actions[["symbol", "timestamp", "value"]].values.tolist() == [
+        ["SPY", pd.Timestamp(day), ratio]
+    ]
+    assert CLOCKS[0] < day < CLOCKS[-1]
+
+
+EVE = dt.date(2025, 2, 14)  # the session before SPY's split
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "between",
+    [
+        [],  # caught up after the split: the overlap re-read notices
+        # an older window loaded after the split re-reads the first stored sessions
+        [["backfill", "--start", "2024-04-01", "--end", "2024-05-01"]],
+        # a later window through the latest session, after a hole: it re-reads the last stored
+        # sessions — else the final catch-up, seeing only new bars, could not notice
+        [["backfill", "--start", "2025-03-10", "--end", "2025-03-28"]],
+    ],
+    ids=["catch-up", "older window", "later window"],
+)
+def test_a_split_between_loads_restates_and_converges(
+    between, server_url, template_database, monkeypatch
+):
+    with scratch(server_url, template_database) as url:
+        assert run(url, ["update"], EVE, monkeypatch) == 0  # SPY's history, unsplit
+        for args in between:
+            assert run(url, args, CLOCK, monkeypatch) == 0
+        assert run(url, ["update"], CLOCK, monkeypatch) == 0
+        got = snapshot(url)
+        with psycopg.connect(url, options="-c search_path=marketpulse") as conn:
+            restated = conn.execute("SELECT symbol, factor FROM restatements").fetchall()
+        expected = from_scratch(server_url, template_database, url, monkeypatch)
+    assert restated == [("SPY", SPLIT[1])]
+    for table in TABLES:
+        assert got[table] == expected[table], f"{table} differs after {between}"
 
 
 @pytest.mark.slow

@@ -144,13 +144,37 @@ def test_an_explicit_window_replaces_only_that_window(make_defs, instance, conn)
     defs = make_defs()
     run(defs, instance, start=SUMMER[0], end=SUMMER[1])
     original = prices(conn)
-    conn.execute("UPDATE stock_prices SET close = close + 0.01, high = high + 0.01")  # every row
+    week = ("2025-07-07", "2025-07-11")
+    outside = 'NOT "timestamp" BETWEEN %s AND %s'
+    conn.execute(
+        f"UPDATE stock_prices SET close = close + 0.01, high = high + 0.01 WHERE {outside}", week
+    )
     run(defs, instance, start=dt.date(2025, 7, 7), end=dt.date(2025, 7, 11))
     after = prices(conn)
     inside = after["timestamp"].between(dt.date(2025, 7, 7), dt.date(2025, 7, 11))
     assert inside.sum() == 10
     pd.testing.assert_frame_equal(after[inside], original[inside])
     assert (after.loc[~inside, "close"] - original.loc[~inside, "close"]).round(6).eq(0.01).all()
+
+
+def test_a_window_whose_bars_changed_reloads_the_whole_history(make_defs, instance, conn):
+    """Stored bars that the source now gives otherwise (a split since they were stored):
+    the whole history is reloaded, however narrow the window, and the restatement logged."""
+    defs = make_defs()
+    run(defs, instance, start=SUMMER[0], end=SUMMER[1])
+    original = prices(conn)
+    conn.execute(
+        "UPDATE stock_prices SET close = close * 2, high = high * 2, open = open * 2, low = low * 2"
+    )
+    run(defs, instance, start=dt.date(2025, 7, 7), end=dt.date(2025, 7, 11))
+    pd.testing.assert_frame_equal(prices(conn), original)
+    logged = conn.execute(
+        "SELECT symbol, first_changed, factor, rows_replaced FROM restatements ORDER BY 1"
+    ).fetchall()
+    assert logged == [
+        ("AAPL", SUMMER[0], 2.0, len(original) // 2),
+        ("GOOGL", SUMMER[0], 2.0, len(original) // 2),
+    ]
 
 
 def write_csv(directory: Path, symbol: str, rows: list[str]) -> None:

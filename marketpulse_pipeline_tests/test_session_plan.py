@@ -45,8 +45,10 @@ def request(draw: st.DrawFn) -> PriceRequest:
     )
 
 
-def plan(stored, req):
-    return price_plans(["AAPL"], {"AAPL": stored}, req, first_day=FIRST_DAY, latest=LATEST)["AAPL"]
+def plan(stored, req, overlap=0):
+    return price_plans(
+        ["AAPL"], {"AAPL": stored}, req, first_day=FIRST_DAY, latest=LATEST, overlap=overlap
+    )["AAPL"]
 
 
 @given(stored=st.one_of(st.none(), span()), req=request())
@@ -70,6 +72,33 @@ def test_an_explicit_window_is_loaded_whole(stored, req):
     except PlanError:
         return
     assert window.start <= req.start and window.end >= (req.end or min(req.as_of or LATEST, LATEST))
+
+
+@given(stored=span(), req=request(), overlap=st.integers(1, 8))
+def test_every_load_rereads_stored_sessions_to_notice_a_restatement(stored, req, overlap):
+    """Whatever the window, a split since the history was stored changes every stored bar, so
+    it shows in the bars re-read."""
+    try:
+        window = plan(stored, req, overlap).window
+    except PlanError:
+        return
+    if window.is_empty:
+        return  # nothing to load: caught up already
+    assert len(sessions_between(max(window.start, stored.start), min(window.end, stored.end)))
+
+
+def test_a_later_window_rereads_the_last_stored_sessions():
+    stored = SessionWindow(dt.date(2025, 1, 2), dt.date(2025, 3, 28))
+    result = plan(stored, PriceRequest(dt.date(2025, 6, 2), dt.date(2025, 6, 30)), overlap=5)
+    assert result.window == SessionWindow(dt.date(2025, 3, 24), dt.date(2025, 6, 30))
+    assert result.gap_filled == SessionWindow(dt.date(2025, 3, 31), dt.date(2025, 5, 30))
+
+
+def test_an_older_window_rereads_the_first_stored_sessions():
+    stored = SessionWindow(dt.date(2025, 7, 1), dt.date(2025, 7, 7))
+    result = plan(stored, PriceRequest(dt.date(2025, 6, 2), dt.date(2025, 6, 30)), overlap=5)
+    assert result.window == SessionWindow(dt.date(2025, 6, 2), dt.date(2025, 7, 7))
+    assert result.gap_filled is None
 
 
 @given(stored=span())

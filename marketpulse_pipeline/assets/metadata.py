@@ -57,15 +57,17 @@ def report_partitions(
     windows: Mapping[str, SessionWindow],
     counts: Mapping[str, pd.DataFrame],
     asset_key: str | None = None,
+    extra: Mapping[str, Mapping[str, object]] | None = None,
 ) -> None:
-    """Per-partition metadata: the window processed and, per name, the rows of each frame
-    (which has a `symbol` column) that belong to the partition."""
+    """Per-partition metadata: the window processed, per name the rows of each frame (which
+    has a `symbol` column) that belong to the partition, and any `extra` entries per symbol."""
     per_symbol = {name: frame["symbol"].value_counts().to_dict() for name, frame in counts.items()}
     for symbol, window in windows.items():
         context.add_asset_metadata(
             {
                 "window": "up to date" if window.is_empty else str(window),
                 **{name: int(found.get(symbol, 0)) for name, found in per_symbol.items()},
+                **(extra or {}).get(symbol, {}),
             },
             asset_key=asset_key,
             partition_key=symbol,

@@ -25,10 +25,15 @@ from marketpulse_pipeline.resources import (
     PriceSourceResource,
     WindowResource,
 )
-from marketpulse_pipeline.schemas import InjectedAnomalies, StockPrices
+from marketpulse_pipeline.schemas import CorporateActions, InjectedAnomalies, StockPrices
 from marketpulse_pipeline.session_plan import PlanError, mixed_sources, price_plans
-from marketpulse_pipeline.sources.base import fetch_bars, fetch_injected
+from marketpulse_pipeline.sources.base import (
+    fetch_bars,
+    fetch_corporate_actions,
+    fetch_injected,
+)
 from marketpulse_pipeline.storage.tables import (
+    CORPORATE_ACTIONS,
     INJECTED_ANOMALIES,
     REJECTED_PRICES,
     STOCK_PRICES,
@@ -114,7 +119,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         clock: ClockResource,
     ) -> Iterator[dg.MaterializeResult]:
         symbols = context.partition_keys
-        source = price_source.build()
+        latest = clock.latest()
+        source = price_source.build(as_of=latest)
         timer = Stopwatch()
         with database.outcome(context, "stock_prices") as problems, database.connect() as conn:
             database.hold_symbols(context)
@@ -125,7 +131,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 spans,
                 request,
                 first_day=price_source.first_session(),
-                latest=clock.latest(),
+                latest=latest,
                 holes={s: h.first for s, h in stored_holes(conn, symbols).items()},
                 overlap=RESTATEMENT_OVERLAP,
             )
@@ -152,12 +158,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 gate = gate_bars(raw, windows, source.name)
                 stored = read_window(conn, STOCK_PRICES, windows)
                 restated = restated_bars(stored, gate.stored)
-            if request.start is not None:  # an explicit window replaces exactly that window
-                restated = restated.iloc[0:0]
             if not restated.empty:  # the vendor rewrote history: read all of it again
-                whole = {
-                    s: SessionWindow(spans[s].start, windows[s].end) for s in restated["symbol"]
-                }
+                whole = {s: _union(spans[s], windows[s]) for s in restated["symbol"]}
                 with timer.stage("source"):
                     again, failed_again = fetch_bars(source, whole)
                 failed |= failed_again
@@ -169,8 +171,10 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 stored = None  # the windows grew: the write reads them again
             with timer.stage("source"):
                 injected = fetch_injected(source, windows)
+                actions = fetch_corporate_actions(source, windows).assign(source=source.name)
             with timer.stage("validation"):
                 injected = InjectedAnomalies.validate(injected)
+                actions = CorporateActions.validate(actions[list(CORPORATE_ACTIONS.column_names)])
             for symbol, reason in failed.items():
                 problems.add(reason, [symbol])
             for row in restated.itertuples(index=False):
@@ -181,11 +185,12 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 )
             with timer.stage("write"), conn.transaction():
                 changed = replace_prices(conn, gate.stored, windows, stored)
-                rows = _rows_from(gate.stored, changed)
-                log_restatements(conn, restated, changed, rows, source.name, context.run.run_id)
+                logged = _restatements(restated, changed, gate.stored)
+                log_restatements(conn, logged, source.name, context.run.run_id)
                 rejected = gate.rejected.assign(run_id=context.run.run_id)
                 replace_window(conn, REJECTED_PRICES, rejected, windows)
                 replace_window(conn, INJECTED_ANOMALIES, injected, windows)
+                replace_window(conn, CORPORATE_ACTIONS, actions, windows)
             with timer.stage("gap_check"):
                 gaps = _stored_gaps(conn, windows)
             gap_check = _gap_check(gaps, price_source.max_missing_sessions)
@@ -196,8 +201,21 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         report_partitions(
             context,
             windows,
-            {"rows_stored": gate.stored, "rows_rejected": gate.rejected, "sessions_missing": gaps},
+            {
+                "rows_stored": gate.stored,
+                "rows_rejected": gate.rejected,
+                "sessions_missing": gaps,
+                "splits": actions[actions["kind"] == "split"],
+                "dividends": actions[actions["kind"] == "dividend"],
+            },
             asset_key="stock_prices",
+            extra={
+                row.symbol: {
+                    "restated_from": row.first_changed.isoformat(),
+                    "restatement_factor": float(row.factor),
+                }
+                for row in logged.itertuples(index=False)
+            },
         )
         report_partitions(
             context, windows, {"anomalies_injected": injected}, asset_key="injected_anomalies"
@@ -216,6 +234,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "rows_rejected": len(gate.rejected),
                 "symbols_changed": len(changed),
                 "first_change": min(changed.values()).isoformat() if changed else "none",
+                "restatements": dg.MetadataValue.md(_restatements_table(logged)),
                 **timer.metadata(),
             },
             check_results=[gap_check, _answered_check(failed), _rejected_check(gate)],
@@ -225,6 +244,23 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         )
 
     return prices
+
+
+def _restatements_table(logged: pd.DataFrame) -> str:
+    """This run's restated histories as a Markdown table (run-wide: one row per symbol)."""
+    if logged.empty:
+        return "none"
+    lines = ["| symbol | first changed | stored / new close | bars replaced |", "|---|---|---|---|"]
+    lines += [
+        f"| {r.symbol} | {r.first_changed} | {r.factor:.6g} | {r.rows_replaced} |"
+        for r in logged.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def _union(stored: SessionWindow, window: SessionWindow) -> SessionWindow:
+    """The stored history and the run's window together: what a restated symbol reloads."""
+    return SessionWindow(min(stored.start, window.start), max(stored.end, window.end))
 
 
 def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
@@ -243,11 +279,18 @@ def _stored_gaps(conn: psycopg.Connection, windows: Mapping[str, SessionWindow])
     return missing_sessions(stored, spans)
 
 
-def _rows_from(stored: pd.DataFrame, changed: Mapping[str, dt.date]) -> dict[str, int]:
-    """Per changed symbol, the bars written from its first changed session on."""
+def _restatements(
+    restated: pd.DataFrame, changed: Mapping[str, dt.date], stored: pd.DataFrame
+) -> pd.DataFrame:
+    """Each restated symbol whose prices changed: from its first changed session (which a whole
+    re-read finds earlier than the overlap did), the factor, and the bars written from there."""
     first = pd.to_datetime(stored["symbol"].map({s: pd.Timestamp(d) for s, d in changed.items()}))
-    written = stored[stored["timestamp"] >= first]
-    return written["symbol"].value_counts().to_dict()
+    rows = stored[stored["timestamp"] >= first]["symbol"].value_counts()
+    logged = restated[restated["symbol"].isin(list(changed))]
+    return logged.assign(
+        first_changed=logged["symbol"].map(changed),
+        rows_replaced=logged["symbol"].map(rows).fillna(0).astype(int),
+    )
 
 
 def _describe_gaps(gaps: pd.DataFrame) -> str:

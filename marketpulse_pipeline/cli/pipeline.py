@@ -10,7 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from marketpulse_pipeline.calendar import session_offset
+from marketpulse_pipeline.calendar import (
+    SessionWindow,
+    closing_bell,
+    next_session,
+    previous_session,
+    session_offset,
+)
 from marketpulse_pipeline.cli.reads import whole_argument
 from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_date, parse_symbols
@@ -144,7 +150,33 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         f"MarketPulse demo: {len(settings.symbols)} symbols x {args.days} sessions ({start}..{end})"
     )
     settings = dataclasses.replace(settings, source="synthetic")
+    split = _last_split(settings, SessionWindow(next_session(start), end))
+    if split is not None:  # show a restatement: load the prices as served before the split
+        symbol, day, ratio = split
+        eve = previous_session(day)
+        print(
+            f"first the prices as the source served them on {eve}: {symbol} splits on {day}"
+            f" ({ratio:g} shares per share), so the run after restates {symbol}'s history"
+        )
+        before = dataclasses.replace(settings, now=closing_bell(eve))
+        request = PriceRequest(start, eve)
+        prices = ["stock_prices", "injected_anomalies"]  # one multi-asset
+        if _materialize(args, before, settings.symbols, request, assets=prices):
+            return 1
     return _materialize(args, settings, settings.symbols, PriceRequest(start, end))
+
+
+def _last_split(settings: Settings, window: SessionWindow) -> tuple[str, dt.date, float] | None:
+    """The watchlist's last split that the synthetic source planted in `window`, if any."""
+    from marketpulse_pipeline.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource(seed=settings.seed, as_of=window.end)
+    actions = source.corporate_actions(settings.symbols, window)
+    splits = actions[actions["kind"] == "split"].sort_values("timestamp")
+    if splits.empty:
+        return None
+    last = splits.iloc[-1]
+    return last["symbol"], last["timestamp"].date(), float(last["value"])
 
 
 def _update(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,8 +192,13 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _materialize(
-    args: argparse.Namespace, settings: Settings, symbols: Sequence[str], request: PriceRequest
+    args: argparse.Namespace,
+    settings: Settings,
+    symbols: Sequence[str],
+    request: PriceRequest,
+    assets: Sequence[str] | None = None,
 ) -> int:
+    """Run the whole graph (or only `assets`) for `symbols`, then print what is stored."""
     latest = settings.latest_session()
     request.check(latest)  # a bad window is refused before anything runs
     if request.start is None and settings.start_date > latest:
@@ -186,9 +223,11 @@ def _materialize(
             end=request.end,
             verbose=args.verbose,
             log_dir=log_dir,
+            assets=assets,
         )
     start, end = request.start or settings.start_date, request.end or settings.latest_session()
-    _print_summary(url, symbols, start, end)
+    if assets is None:
+        _print_summary(url, symbols, start, end)
     print(f"took {time.perf_counter() - began:.1f}s")
     failed = [outcome for outcome in outcomes if not outcome.success or outcome.failures]
     if failed:

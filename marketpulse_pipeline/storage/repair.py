@@ -10,6 +10,7 @@ from psycopg import sql
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
     ANOMALY_CONSENSUS,
+    CORPORATE_ACTIONS,
     INJECTED_ANOMALIES,
     PRICE_FEATURES,
     STOCK_PRICES,
@@ -35,6 +36,7 @@ def remove_future(conn: psycopg.Connection, latest: dt.date) -> dict[str, int]:
         for table in (
             STOCK_PRICES,
             INJECTED_ANOMALIES,
+            CORPORATE_ACTIONS,
             PRICE_FEATURES,
             ANOMALIES,
             ANOMALY_CONSENSUS,

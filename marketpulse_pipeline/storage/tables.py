@@ -24,6 +24,7 @@ from marketpulse_pipeline.schemas import (
     PG_TYPE,
     Anomalies,
     AnomalyConsensus,
+    CorporateActions,
     DetectionQuality,
     InjectedAnomalies,
     PriceFeatures,
@@ -75,6 +76,7 @@ def _pg_type(model: type[pa.DataFrameModel], name: str, column: pa.Column) -> st
 
 STOCK_PRICES = Table("stock_prices", StockPrices)
 INJECTED_ANOMALIES = Table("injected_anomalies", InjectedAnomalies)
+CORPORATE_ACTIONS = Table("corporate_actions", CorporateActions)
 REJECTED_PRICES = Table("rejected_prices", RejectedPrices)
 PRICE_FEATURES = Table("price_features", PriceFeatures)
 ANOMALIES = Table("anomalies", Anomalies)
@@ -468,25 +470,20 @@ def restated_bars(stored: pd.DataFrame, arrived: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_restatements(
-    conn: psycopg.Connection,
-    restated: pd.DataFrame,
-    changed: Mapping[str, dt.date],
-    rows: Mapping[str, int],
-    source: str,
-    run_id: str,
+    conn: psycopg.Connection, restatements: pd.DataFrame, source: str, run_id: str
 ) -> None:
-    """One row per restated symbol in `restatements`: from the first session whose stored bar
-    changed (`changed`, which a whole re-read finds earlier than the overlap did)."""
-    for row in restated[restated["symbol"].isin(list(changed))].itertuples(index=False):
+    """One row per restated symbol in `restatements` (symbol, first_changed, factor,
+    rows_replaced)."""
+    for row in restatements.itertuples(index=False):
         conn.execute(
             "INSERT INTO restatements"
             " (symbol, first_changed, factor, rows_replaced, source, run_id)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
             [
                 row.symbol,
-                changed[row.symbol],
+                row.first_changed,
                 float(row.factor),
-                rows.get(row.symbol, 0),
+                int(row.rows_replaced),
                 source,
                 run_id,
             ],
