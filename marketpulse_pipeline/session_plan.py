@@ -80,6 +80,15 @@ class PricePlan:
     """Sessions added to the requested window so that the stored history stays contiguous."""
 
 
+def ahead_of_clock(
+    stored: Mapping[str, SessionWindow | None], latest: dt.date
+) -> dict[str, dt.date]:
+    """Symbols whose stored prices run past `latest` (the clock was moved back), and their last
+    stored session. They are not loaded: a load compares re-read bars with stored ones to notice
+    a split, and bars from after the clock cannot be re-read."""
+    return {s: span.end for s, span in stored.items() if span and span.end > latest}
+
+
 def price_plans(
     symbols: Iterable[str],
     stored: Mapping[str, SessionWindow | None],
@@ -99,7 +108,8 @@ def price_plans(
     missing. Every window of a symbol with stored history re-reads at least `overlap` stored
     sessions (or all, if fewer), so that a vendor's restated history — a split since the
     history was stored — is noticed whatever the order of loads. Nothing after `latest` — the
-    latest completed session — is ever fetched, whatever `end` or `as_of` say.
+    latest completed session — is ever fetched, whatever `end` or `as_of` say, provided no
+    stored span runs past it (see `ahead_of_clock`).
     """
     request.check(latest)
     through = min(request.as_of or latest, latest)

@@ -284,7 +284,7 @@ def test_a_missing_csv_file_fails_only_its_symbol_naming_the_file(
         defs, instance, symbols=["AAPL", "MSFT"], start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 7)
     )
     assert outcome.failures == [
-        f"check source_answered on stock_prices [AAPL..MSFT]: {csv_dir / 'MSFT.csv'}:"
+        f"check every_symbol_loaded on stock_prices [AAPL..MSFT]: {csv_dir / 'MSFT.csv'}:"
         " no price file for MSFT"
     ]
     assert set(prices(conn)["symbol"]) == {"AAPL"}  # AAPL went on, through the whole graph

@@ -147,6 +147,12 @@ def test_nothing_from_the_future_is_stored_and_future_rows_are_removed(cli, conn
         assert f"{symbol}: " in err
     assert "2 rows after the latest completed session" in err
 
+    # bars after the clock cannot be re-read to notice a split: those symbols are not loaded
+    assert cli("backfill", "--start", "2025-12-01") == 1
+    err = capsys.readouterr().err
+    assert "check every_symbol_loaded on stock_prices" in err
+    assert f"stored prices run to 2026-01-05, after {LATEST}" in err and "remove-future" in err
+
     assert cli("db", "remove-future") == 0
     assert "stock_prices 4" in capsys.readouterr().out
     assert conn.execute(
@@ -157,6 +163,7 @@ def test_nothing_from_the_future_is_stored_and_future_rows_are_removed(cli, conn
     ).fetchall()
     assert [(s, d) for s, d, _ in rejected] == [(s, d) for s in SYMBOLS for d in future]
     assert all(f"after {LATEST}" in reason for _, _, reason in rejected)
+    assert cli("update") == 0  # loads again, and clears the failures health showed
     assert cli("health") == 0, capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ from marketpulse_pipeline.session_plan import (
     OPEN_END,
     PlanError,
     PriceRequest,
+    ahead_of_clock,
     common_span,
     derived_plans,
     mixed_sources,
@@ -105,6 +106,15 @@ def test_an_older_window_rereads_the_first_stored_sessions():
 def test_catching_up_starts_after_the_last_stored_session(stored):
     window = plan(stored, PriceRequest()).window
     assert window == SessionWindow(next_session(stored.end), LATEST)
+
+
+def test_symbols_with_prices_after_the_clock_are_found():
+    stored = {
+        "AAPL": SessionWindow(dt.date(2025, 6, 2), LATEST),
+        "MSFT": SessionWindow(dt.date(2025, 6, 2), dt.date(2025, 7, 8)),
+        "TSLA": None,
+    }
+    assert ahead_of_clock(stored, LATEST) == {"MSFT": dt.date(2025, 7, 8)}
 
 
 def test_a_symbol_without_prices_starts_at_the_first_day():

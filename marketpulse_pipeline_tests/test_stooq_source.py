@@ -181,7 +181,7 @@ def test_one_failing_symbol_does_not_hold_back_the_others(
     monkeypatch.delenv("DAGSTER_HOME")
     assert main(["backfill", "--start", f"{WINDOW.start}"]) == 1
     err = capsys.readouterr().err
-    assert "check source_answered on stock_prices [AAPL..MSFT]: stooq: MSFT: HTTP 503" in err
+    assert "check every_symbol_loaded on stock_prices [AAPL..MSFT]: stooq: MSFT: HTTP 503" in err
     stored = conn.execute("SELECT symbol, count(*) FROM stock_prices GROUP BY 1").fetchall()
     assert stored == [("AAPL", len(DAYS))]
     assert main(["health"]) == 1

@@ -26,7 +26,12 @@ from marketpulse_pipeline.resources import (
     WindowResource,
 )
 from marketpulse_pipeline.schemas import CorporateActions, InjectedAnomalies, StockPrices
-from marketpulse_pipeline.session_plan import PlanError, mixed_sources, price_plans
+from marketpulse_pipeline.session_plan import (
+    PlanError,
+    ahead_of_clock,
+    mixed_sources,
+    price_plans,
+)
 from marketpulse_pipeline.sources.base import (
     fetch_bars,
     fetch_corporate_actions,
@@ -51,7 +56,7 @@ from marketpulse_pipeline.storage.tables import (
 RESTATEMENT_OVERLAP = 5
 """Stored sessions every catch-up reads again: how a vendor's restated history is noticed."""
 GAP_CHECK = "every_session_has_a_bar"
-ANSWERED_CHECK = "source_answered"
+LOADED_CHECK = "every_symbol_loaded"
 REJECTED_CHECK = "no_rejected_rows"
 
 
@@ -94,12 +99,13 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 ),
             ),
             dg.AssetCheckSpec(
-                ANSWERED_CHECK,
+                LOADED_CHECK,
                 asset="stock_prices",
                 description=(
-                    "The source answered for every symbol. A symbol it failed for (a vendor"
-                    " error, a missing file) keeps its stored rows and is caught up by the next"
-                    " run; the other symbols go on."
+                    "Every symbol's window was loaded. A symbol that was not — the source failed"
+                    " for it (a vendor error, a missing file), or its stored prices run past the"
+                    " latest completed session (the clock was moved back) — keeps its stored"
+                    " rows and is caught up by the next run; the other symbols go on."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -125,6 +131,13 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         with database.outcome(context, "stock_prices") as problems, database.connect() as conn:
             database.hold_symbols(context)
             spans = stored_spans(conn, STOCK_PRICES, symbols)
+            refused = {  # bars from after the clock cannot be re-read to notice a split
+                symbol: f"{symbol}: stored prices run to {end}, after {latest}, the latest"
+                " completed session (was the clock moved back?): not loaded; `marketpulse db"
+                " remove-future` removes those rows"
+                for symbol, end in ahead_of_clock(spans, latest).items()
+            }
+            symbols = [s for s in symbols if s not in refused]
             request = window.request()
             plans = price_plans(
                 symbols,
@@ -152,6 +165,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             planned = {symbol: plan.window for symbol, plan in plans.items()}
             with timer.stage("source"):
                 raw, failed = fetch_bars(source, planned)
+                failed |= refused
                 # A symbol the source failed for keeps its rows; the others go on.
                 windows = {s: w for s, w in planned.items() if s not in failed}
             with timer.stage("validation"):
@@ -237,7 +251,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "restatements": dg.MetadataValue.md(_restatements_table(logged)),
                 **timer.metadata(),
             },
-            check_results=[gap_check, _answered_check(failed), _rejected_check(gate)],
+            check_results=[gap_check, _loaded_check(failed), _rejected_check(gate)],
         )
         yield dg.MaterializeResult(
             asset_key="injected_anomalies", metadata={"anomalies_injected": len(injected)}
@@ -323,9 +337,9 @@ def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
     )
 
 
-def _answered_check(failed: Mapping[str, str]) -> dg.AssetCheckResult:
+def _loaded_check(failed: Mapping[str, str]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=ANSWERED_CHECK,
+        check_name=LOADED_CHECK,
         passed=not failed,
         metadata={
             "summary": "; ".join(failed.values()) or "none",
