@@ -9,6 +9,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
+from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.prices.quality_gate import gate_bars
 from marketpulse_pipeline.sources.http import RetryPolicy, VendorClient, VendorError
 from marketpulse_pipeline.sources.yahoo import YahooSource, yahoo_ticker
@@ -24,8 +25,19 @@ def opening(day: dt.date) -> int:
     return int(dt.datetime.combine(day, dt.time(9, 30), NEW_YORK).timestamp())
 
 
-def chart(days: list[dt.date], close: list[float | None]) -> str:
-    """A chart API answer with a 4:1 split on the third day (prices already adjusted)."""
+def chart(
+    days: list[dt.date],
+    close: list[float | None],
+    split: dict | None = None,
+    dividends: dict[dt.date, object] | None = None,
+) -> str:
+    """A chart API answer with a 4:1 split on the third day (prices already adjusted), or
+    `split` there instead, and `dividends` (cash per share) on their days."""
+    split = split or {"numerator": 4, "denominator": 1, "splitRatio": "4:1"}
+    paid = {
+        str(opening(day)): {"amount": amount, "date": opening(day)}
+        for day, amount in (dividends or {}).items()
+    }
     return json.dumps(
         {
             "chart": {
@@ -34,14 +46,8 @@ def chart(days: list[dt.date], close: list[float | None]) -> str:
                         "meta": {"symbol": "AAPL", "exchangeTimezoneName": "America/New_York"},
                         "timestamp": [opening(d) for d in days],
                         "events": {
-                            "splits": {
-                                str(opening(days[2])): {
-                                    "date": opening(days[2]),
-                                    "numerator": 4,
-                                    "denominator": 1,
-                                    "splitRatio": "4:1",
-                                }
-                            }
+                            "splits": {str(opening(days[2])): {"date": opening(days[2]), **split}},
+                            "dividends": paid,
                         },
                         "indicators": {
                             "quote": [
@@ -129,3 +135,62 @@ def test_an_empty_range_gives_no_bars(httpserver: HTTPServer):
     empty = {"chart": {"result": [{"meta": {}, "indicators": {"quote": [{}]}}], "error": None}}
     httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data(json.dumps(empty))
     assert source(httpserver).bars(["AAPL"], WINDOW).empty
+
+
+def test_splits_and_dividends_come_from_the_same_answer(httpserver: HTTPServer):
+    closes = [100.0 + i for i in range(len(DAYS))]
+    before = WINDOW.start - dt.timedelta(days=30)  # an event outside the window is not kept
+    answer = chart(DAYS, closes, dividends={DAYS[5]: 0.26, before: 0.25})
+    httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data(answer)
+    vendor = source(httpserver)
+    vendor.bars(["AAPL"], WINDOW)
+    actions = vendor.corporate_actions(["AAPL"], WINDOW)
+    assert len(httpserver.log) == 1  # the events came with the bars
+    assert actions[["timestamp", "kind", "value"]].values.tolist() == [
+        [pd.Timestamp(DAYS[2]), "split", 4.0],
+        [pd.Timestamp(DAYS[5]), "dividend", 0.26],
+    ]
+    assert actions["source_ref"].tolist() == [
+        f"yahoo:AAPL:split:{opening(DAYS[2])}",
+        f"yahoo:AAPL:dividend:{opening(DAYS[5])}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("split", "dividends", "expected"),
+    [
+        ({"numerator": 4, "denominator": 0}, None, "a split without a usable ratio"),
+        ({"splitRatio": "4:1"}, None, "a split without a usable ratio"),
+        (None, {DAYS[5]: None}, "a dividend without a usable amount"),
+        (None, {DAYS[5]: -0.2}, "a dividend without a usable amount"),
+    ],
+)
+def test_an_event_without_its_number_is_one_clear_line(
+    httpserver: HTTPServer, split, dividends, expected
+):
+    answer = chart(DAYS, [100.0] * len(DAYS), split=split, dividends=dividends)
+    httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data(answer)
+    with pytest.raises(VendorError) as failure:
+        source(httpserver).bars(["AAPL"], WINDOW)
+    assert str(failure.value).startswith("yahoo: AAPL: " + expected)
+    assert "\n" not in str(failure.value)
+
+
+def test_a_yahoo_backfill_stores_bars_and_corporate_actions(
+    httpserver: HTTPServer, env, conn, monkeypatch, capsys
+):
+    closes = [100.0 + i for i in range(len(DAYS))]
+    answer = chart(DAYS, closes, dividends={DAYS[5]: 0.26})
+    httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data(answer)
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", "AAPL")
+    monkeypatch.setenv("MARKETPULSE_SOURCE", "yahoo")
+    monkeypatch.setenv("MARKETPULSE_YAHOO_URL", httpserver.url_for("/"))
+    monkeypatch.delenv("DAGSTER_HOME")
+    args = ["backfill", "--start", f"{WINDOW.start}", "--end", f"{WINDOW.end}"]
+    assert main(args) == 0, capsys.readouterr().err
+    stored = conn.execute('SELECT "timestamp", close, source FROM stock_prices ORDER BY 1')
+    assert stored.fetchall() == [(d, c, "yahoo") for d, c in zip(DAYS, closes, strict=True)]
+    actions = conn.execute(
+        'SELECT "timestamp", kind, value, source FROM corporate_actions ORDER BY 1'
+    ).fetchall()
+    assert actions == [(DAYS[2], "split", 4.0, "yahoo"), (DAYS[5], "dividend", 0.26, "yahoo")]

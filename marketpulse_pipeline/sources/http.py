@@ -25,6 +25,7 @@ from tenacity import (
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.sources.base import (
     BAR_DTYPES,
+    CORPORATE_ACTION_DTYPES,
     RAW_TEXT_DTYPES,
     PriceSource,
     SourceError,
@@ -137,16 +138,36 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class VendorSource(PriceSource):
-    """A market-data vendor over HTTP: one request per symbol, through a `VendorClient`."""
+    """A market-data vendor over HTTP: one request per symbol, through a `VendorClient`.
+
+    One answer gives a symbol's bars and its corporate actions: `corporate_actions` reuses the
+    answer `bars` got for the same symbol and window instead of asking again."""
 
     def __init__(self, base_url: str, client: VendorClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.client = client or VendorClient(self.name)
+        self._actions: dict[tuple[str, SessionWindow], pd.DataFrame] = {}
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
-        frames = [self.symbol_bars(symbol, window) for symbol in symbols]
+        frames = [self._answer(symbol, window) for symbol in symbols]
         return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES, RAW_TEXT_DTYPES)
 
+    def corporate_actions(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        for symbol in symbols:
+            if (symbol, window) not in self._actions:
+                self._answer(symbol, window)
+        frames = [self._actions[(symbol, window)] for symbol in symbols]
+        return conform(pd.concat(frames) if frames else pd.DataFrame(), CORPORATE_ACTION_DTYPES)
+
+    def _answer(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+        bars, actions = self.symbol_answer(symbol, window)
+        self._actions[(symbol, window)] = actions
+        return bars
+
     @abstractmethod
-    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
-        """One symbol's raw bars inside `window`, with each value's text as the vendor sent it."""
+    def symbol_answer(
+        self, symbol: str, window: SessionWindow
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One symbol's raw bars inside `window`, with each value's text as the vendor sent it,
+        and its splits and dividends there (`CORPORATE_ACTION_DTYPES`; empty if the vendor
+        reports none)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.sources.base import CORPORATE_ACTION_DTYPES, conform
 from marketpulse_pipeline.sources.csv_files import parse_price_csv
 from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
@@ -31,7 +32,10 @@ class StooqSource(VendorSource):
 
     name = "stooq"
 
-    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+    def symbol_answer(
+        self, symbol: str, window: SessionWindow
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Stooq's CSV has bars only: its splits are in the prices, not reported as events."""
         ticker = stooq_ticker(symbol)
         url = f"{self.base_url}/q/d/l/"
         params = {
@@ -48,4 +52,5 @@ class StooqSource(VendorSource):
             )
         if head.startswith(("<", "<!doctype")):
             raise VendorError(f"stooq: {symbol}: answered with an HTML page, not CSV ({url})")
-        return parse_price_csv(body, f"stooq {ticker}", f"stooq:{ticker}", symbol, window)
+        bars = parse_price_csv(body, f"stooq {ticker}", f"stooq:{ticker}", symbol, window)
+        return bars, conform(pd.DataFrame(), CORPORATE_ACTION_DTYPES)

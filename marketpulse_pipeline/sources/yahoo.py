@@ -4,8 +4,10 @@
 The answer is JSON: `timestamp` (each session's open, in Unix seconds) and
 `indicators.quote[0]` with `open`, `high`, `low`, `close`, `volume` (null where Yahoo has no
 value). Yahoo's quote prices and volumes are split-adjusted, not dividend-adjusted; `adjclose`
-(dividends too) is not used. Missing values go to the quality gate with their text (`null`);
-an unknown symbol, an HTML page or a cut-short answer is an error naming the symbol.
+(dividends too) is not used. `events.splits` (`numerator`/`denominator`) and
+`events.dividends` (`amount`) become corporate actions. Missing values go to the quality gate
+with their text (`null`); an unknown symbol, an HTML page, a cut-short answer or an event
+without a usable ratio or amount is an error naming the symbol.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from marketpulse_pipeline.calendar import MARKET_TIMEZONE, SessionWindow
-from marketpulse_pipeline.sources.base import (
-    BAR_VALUES,
-)
+from marketpulse_pipeline.sources.base import BAR_VALUES, CORPORATE_ACTION_DTYPES, conform
 from marketpulse_pipeline.sources.http import VendorError, VendorSource
 
 
@@ -33,7 +33,9 @@ class YahooSource(VendorSource):
 
     name = "yahoo"
 
-    def symbol_bars(self, symbol: str, window: SessionWindow) -> pd.DataFrame:
+    def symbol_answer(
+        self, symbol: str, window: SessionWindow
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         ticker = yahoo_ticker(symbol)
         url = f"{self.base_url}/v8/finance/chart/{ticker}"
         new_york = ZoneInfo(MARKET_TIMEZONE)
@@ -47,7 +49,11 @@ class YahooSource(VendorSource):
         }
         body = self.client.get_text(url, params, symbol, accept=frozenset({200, 404}))
         result = _chart_result(body, symbol)
-        return _bars(result, symbol, ticker, window)
+        zone = result.get("meta", {}).get("exchangeTimezoneName") or MARKET_TIMEZONE
+        return (
+            _bars(result, symbol, ticker, window, zone),
+            _actions(result.get("events") or {}, symbol, ticker, window, zone),
+        )
 
 
 def _chart_result(body: str, symbol: str) -> dict:
@@ -68,18 +74,60 @@ def _chart_result(body: str, symbol: str) -> dict:
     return results[0]
 
 
-def _bars(result: dict, symbol: str, ticker: str, window: SessionWindow) -> pd.DataFrame:
+def _session_days(stamps: list, zone: str) -> pd.DatetimeIndex:
+    """Unix seconds as the exchange's calendar days."""
+    days = pd.to_datetime(stamps, unit="s", utc=True).tz_convert(zone).tz_localize(None)
+    return days.normalize().astype("datetime64[ns]")
+
+
+def _inside(frame: pd.DataFrame, window: SessionWindow) -> pd.DataFrame:
+    return frame[frame["timestamp"].between(pd.Timestamp(window.start), pd.Timestamp(window.end))]
+
+
+def _actions(
+    events: dict, symbol: str, ticker: str, window: SessionWindow, zone: str
+) -> pd.DataFrame:
+    """Splits (new shares per old share) and dividends (cash per share) from the answer."""
+    rows = []
+    for stamp, split in (events.get("splits") or {}).items():
+        try:
+            ratio = float(split["numerator"]) / float(split["denominator"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            ratio = float("nan")
+        if not ratio > 0:
+            raise VendorError(f"yahoo: {symbol}: a split without a usable ratio: {split}")
+        rows.append((stamp, "split", ratio))
+    for stamp, dividend in (events.get("dividends") or {}).items():
+        try:
+            amount = float(dividend["amount"])
+        except (KeyError, TypeError, ValueError):
+            amount = float("nan")
+        if not amount > 0:
+            raise VendorError(f"yahoo: {symbol}: a dividend without a usable amount: {dividend}")
+        rows.append((stamp, "dividend", amount))
+    stamps = [int(stamp) for stamp, _, _ in rows]
+    frame = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "timestamp": _session_days(stamps, zone),
+            "kind": [kind for _, kind, _ in rows],
+            "value": [value for _, _, value in rows],
+            "source_ref": [f"yahoo:{ticker}:{kind}:{stamp}" for stamp, kind, _ in rows],
+        }
+    )
+    return conform(_inside(frame, window), CORPORATE_ACTION_DTYPES)
+
+
+def _bars(result: dict, symbol: str, ticker: str, window: SessionWindow, zone: str) -> pd.DataFrame:
     stamps = result.get("timestamp") or []
     quotes = (result.get("indicators", {}).get("quote") or [{}])[0]
     columns = {name: quotes.get(name) or [None] * len(stamps) for name in BAR_VALUES}
     if any(len(values) != len(stamps) for values in columns.values()):
         raise VendorError(f"yahoo: {symbol}: quote lists and timestamps differ in length")
-    zone = result.get("meta", {}).get("exchangeTimezoneName") or MARKET_TIMEZONE
-    days = pd.to_datetime(stamps, unit="s", utc=True).tz_convert(zone).tz_localize(None).normalize()
     frame = pd.DataFrame(
         {
             "symbol": symbol,
-            "timestamp": days.astype("datetime64[ns]"),
+            "timestamp": _session_days(stamps, zone),
             **{
                 name: pd.to_numeric(pd.Series(values, dtype="object"))
                 for name, values in columns.items()
@@ -88,5 +136,4 @@ def _bars(result: dict, symbol: str, ticker: str, window: SessionWindow) -> pd.D
             **{f"{name}_text": [json.dumps(v) for v in values] for name, values in columns.items()},
         }
     )
-    inside = frame["timestamp"].between(pd.Timestamp(window.start), pd.Timestamp(window.end))
-    return frame[inside]
+    return _inside(frame, window)
