@@ -6,6 +6,7 @@ import warnings
 
 import dagster as dg
 
+from marketpulse_pipeline.assets.alerts import build_alerts_asset
 from marketpulse_pipeline.assets.anomalies import build_anomaly_assets
 from marketpulse_pipeline.assets.consensus import build_consensus_asset
 from marketpulse_pipeline.assets.features import build_features_asset
@@ -34,6 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_features_asset(symbols),
             *build_anomaly_assets(symbols),
             build_consensus_asset(symbols),
+            build_alerts_asset(symbols),
             build_quality_asset(settings.symbols),
         ],
         jobs=[daily_job, build_quality_job()],

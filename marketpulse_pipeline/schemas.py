@@ -298,6 +298,50 @@ def _reasons(schema: pa.DataFrameSchema, errors: pa.errors.SchemaErrors) -> pd.S
     )
 
 
+class AlertScores(pa.DataFrameModel):
+    """The alert layer's verdict on one symbol and session: each signal's tail probability
+    against the symbol's own past, their combination, and whether it is an alert."""
+
+    symbol: Series[str] = pa.Field(description="Ticker symbol; the asset partition")
+    timestamp: Series[pa.DateTime] = pa.Field(metadata=_pg("date"), description="NYSE session date")
+    p_value: Series[float] = pa.Field(
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Combined probability (harmonic mean of the signals'); NULL while warming up",
+    )
+    is_alert: Series[bool] = pa.Field(description="p_value at most the configured budget")
+    market_wide: Series[bool] = pa.Field(
+        description="An unusual share of the watchlist moved the same way that day"
+    )
+    return_pct: Series[float] = pa.Field(nullable=True, description="Close-to-close return, %")
+    p_return: Series[float] = pa.Field(ge=0, le=1, nullable=True, description="Return vs its year")
+    p_volatility_adjusted: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Return over its EWMA volatility"
+    )
+    p_range: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="High/low range vs its year's median"
+    )
+    p_volume: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Volume beyond what the move explains"
+    )
+    p_market_relative: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Return the benchmark does not explain"
+    )
+    methods: Series[object] = pa.Field(
+        metadata=_pg("text[]"), description="Signals at p <= 0.01, in signal order"
+    )
+    details: Series[str] = pa.Field(
+        nullable=True,
+        metadata=_pg("jsonb"),
+        description="JSON for alerts: each signal's statistic; else NULL",
+    )
+
+    class Config:
+        unique = ["symbol", "timestamp"]  # noqa: RUF012
+        strict = True
+
+
 def validated(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` checked against `model` (once); a failure names the model, the count and sample
     reasons. For computed tables a failure is a bug, never data to quarantine: nothing is written.

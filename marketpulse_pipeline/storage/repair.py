@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 
 from marketpulse_pipeline.storage.tables import (
+    ALERT_SCORES,
     ANOMALIES,
     ANOMALY_CONSENSUS,
     CORPORATE_ACTIONS,
@@ -40,6 +41,7 @@ def remove_future(conn: psycopg.Connection, latest: dt.date) -> dict[str, int]:
             PRICE_FEATURES,
             ANOMALIES,
             ANOMALY_CONSENSUS,
+            ALERT_SCORES,
         ):
             query = sql.SQL('DELETE FROM {} WHERE "timestamp" > %s').format(
                 sql.Identifier(table.name)

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
 from marketpulse_pipeline.schemas import (
     PG_TYPE,
+    AlertScores,
     Anomalies,
     AnomalyConsensus,
     CorporateActions,
@@ -82,6 +83,10 @@ PRICE_FEATURES = Table("price_features", PriceFeatures)
 ANOMALIES = Table("anomalies", Anomalies)
 ANOMALY_CONSENSUS = Table("anomaly_consensus", AnomalyConsensus)
 DETECTION_QUALITY = Table("detection_quality", DetectionQuality)
+ALERT_SCORES = Table("alert_scores", AlertScores)
+MARKET_TARGETS = [ALERT_SCORES.name]
+"""Computed tables whose rows read every symbol's prices (a benchmark, the market's share):
+a change of any symbol's prices from D makes all their rows from D stale."""
 
 
 def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
@@ -109,6 +114,14 @@ _INVALIDATE = sql.SQL(
     "UPDATE watermarks AS m SET valid_through = c.first - 1, updated_at = now()"
     " FROM unnest(%s::text[], %s::date[]) AS c(symbol, first)"
     " WHERE m.symbol = c.symbol AND m.valid_through >= c.first"
+)
+MARKET_LOCK = "SELECT pg_advisory_xact_lock{mode}(hashtext('marketpulse: every symbol''s prices'))"
+"""Held exclusively by a price change while it invalidates the market targets, and shared by a
+market target's run from its plan to its write: a run never marks rows valid that were computed
+from prices another run changed meanwhile."""
+_INVALIDATE_MARKET = sql.SQL(
+    "UPDATE watermarks SET valid_through = %(first)s::date - 1, updated_at = now()"
+    " WHERE target = ANY(%(targets)s) AND valid_through >= %(first)s"
 )
 
 
@@ -343,6 +356,9 @@ def replace_prices(
             tails = {s: SessionWindow(day, windows[s].end) for s, day in changed.items()}
             replace_window(conn, STOCK_PRICES, frame[inside_windows(frame, tails)], tails)
             conn.execute(_INVALIDATE, [list(changed), list(changed.values())])
+            conn.execute(MARKET_LOCK.format(mode=""))
+            first = min(changed.values())
+            conn.execute(_INVALIDATE_MARKET, {"first": first, "targets": MARKET_TARGETS})
     return changed
 
 
@@ -412,7 +428,7 @@ def copy_rows(frame: pd.DataFrame, table: Table) -> Iterable[tuple]:
         if pg_type == "date":
             columns.append(values.to_numpy(dtype="datetime64[D]").tolist())
         elif pg_type == "jsonb":
-            columns.append([Jsonb(text, dumps=str) for text in values])
+            columns.append([None if _missing(text) else Jsonb(text, dumps=str) for text in values])
         elif pg_type == "float8":
             floats = values.to_numpy(dtype="float64", na_value=np.nan)
             items = floats.tolist()

@@ -1,0 +1,104 @@
+"""One probability per symbol-session from the signals' tail probabilities, and the alert flag.
+
+The signals' probabilities are combined by their harmonic mean (Wilson, 2019): valid whatever
+the dependence between the signals (a crash moves return, range and volume together), driven
+by the smallest probabilities as a person reading the signals would be — one signal as rare as
+one day in 10,000 is an alert, five mildly unusual ones are not — and, unlike the Cauchy
+combination, not dragged back by a signal that is unusually *ordinary* (p near 1). A day is an alert
+when the combined probability is at most `budget`, which is then about the share of ordinary
+days that alert. A day on which at least `market_share` of the watchlist moved unusually in the
+same direction is marked `market_wide`: one market event, not one alert per symbol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from marketpulse_pipeline.alerts.calibration import CALIBRATION_SESSIONS, tail_probability
+from marketpulse_pipeline.alerts.signals import HISTORY_SESSIONS, SIGNALS, signal_statistics
+from marketpulse_pipeline.calendar import session_offset
+from marketpulse_pipeline.detectors.base import param, to_json
+
+CONTRIBUTES = 0.01
+"""A signal at or below this probability is named among an alert's methods."""
+MARKET_MOVE = 0.05
+"""A symbol's return at or below this probability counts as moving with the market."""
+MIN_MARKET_SYMBOLS = 4
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    budget: float = param(0.002, "Alert when the combined probability is at most this.")
+    benchmark: str = param("SPY", "Symbol market_relative measures each return against.")
+    market_share: float = param(
+        0.5, "Share of the watchlist moving unusually together that makes a day market-wide."
+    )
+
+
+def harmonic_mean_p(probabilities: np.ndarray) -> np.ndarray:
+    """Per row of an (n, k) array, the harmonic mean of its finite probabilities (at most 1)."""
+    finite = np.isfinite(probabilities)
+    count = finite.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(finite, 1 / np.maximum(probabilities, 1e-300), 0.0).sum(axis=1)
+        combined = np.minimum(count / inverse, 1.0)
+    return np.where(count > 0, combined, np.nan)
+
+
+def history_start(day: dt.date) -> dt.date:
+    """The first session whose prices the scores of `day` read (signals, then calibration)."""
+    return session_offset(day, -(CALIBRATION_SESSIONS + HISTORY_SESSIONS))
+
+
+def alert_scores(
+    prices: pd.DataFrame, params: AlertParams, score: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Per symbol-session of `prices` (symbol, timestamp, OHLCV; sorted by symbol, then day):
+    each signal's statistic and tail probability (`p_<signal>`), the combined `p_value`,
+    `is_alert`, `market_wide` and the `methods` behind it. Only the rows of `score` (a mask;
+    default all) get probabilities: the others are history."""
+    scores = signal_statistics(prices, params.benchmark)
+    keys = scores["symbol"].to_numpy()
+    for name in SIGNALS:
+        scores[f"p_{name}"] = tail_probability(keys, scores[name].to_numpy(), rows=score)
+    probabilities = scores[[f"p_{name}" for name in SIGNALS]].to_numpy()
+    scores["p_value"] = harmonic_mean_p(probabilities)
+    scores["is_alert"] = (scores["p_value"] <= params.budget).to_numpy(dtype=bool)
+    scores["market_wide"] = _market_wide(scores, params.market_share)
+    contributing = np.where(probabilities <= CONTRIBUTES, np.array(SIGNALS, dtype=object), None)
+    scores["methods"] = [[m for m in row if m is not None] for row in contributing]
+    return scores
+
+
+def _market_wide(scores: pd.DataFrame, share: float) -> pd.Series:
+    """Whether at least `share` of the symbols scored on the day moved unusually, one way."""
+    moved = scores["p_return"] <= MARKET_MOVE
+    day = (
+        scores.assign(
+            scored=scores["p_return"].notna(),
+            down=moved & (scores["return_pct"] < 0),
+            up=moved & (scores["return_pct"] > 0),
+        )
+        .groupby("timestamp")[["scored", "down", "up"]]
+        .transform("sum")
+    )
+    together = np.maximum(day["down"], day["up"]) >= share * day["scored"]
+    return together & (day["scored"] >= MIN_MARKET_SYMBOLS)
+
+
+def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """`alert_scores` rows as the table stores them: the numbers behind an alert as JSON."""
+    table = scores[["symbol", "timestamp", "p_value", "is_alert", "market_wide", "return_pct"]]
+    table = table.assign(**{f"p_{name}": scores[f"p_{name}"] for name in SIGNALS})
+    numbers = scores[list(SIGNALS)].to_numpy()
+    details = [
+        to_json({"statistic": dict(zip(SIGNALS, row, strict=True))}) if alert else None
+        for row, alert in zip(numbers, scores["is_alert"], strict=True)
+    ]
+    return table.assign(
+        methods=scores["methods"].to_numpy(), details=pd.Series(details, dtype="str")
+    ).reset_index(drop=True)

@@ -1,0 +1,146 @@
+"""`alerts`: the layer a person acts on — calibrated signals, one probability, a rare flag.
+
+The computation is pure (`marketpulse_pipeline.alerts`); this asset plans, reads and writes.
+Each symbol's rows read every watchlist symbol's prices (the benchmark, the market's share), so
+a change of any symbol's prices makes them stale (`MARKET_TARGETS`), and the step runs in one
+transaction under the market lock: nothing computed from prices another run changed meanwhile
+is marked valid.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from marketpulse_pipeline.alerts.decision import (
+    AlertParams,
+    alert_scores,
+    alert_table,
+    history_start,
+)
+from marketpulse_pipeline.assets.metadata import (
+    KINDS,
+    OWNERS,
+    Stopwatch,
+    column_schema,
+    per_symbol,
+    report_partitions,
+)
+from marketpulse_pipeline.assets.windows import catch_up, write
+from marketpulse_pipeline.calendar import SessionWindow, inside_windows
+from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
+from marketpulse_pipeline.schemas import AlertScores, validated
+from marketpulse_pipeline.storage.tables import (
+    ALERT_SCORES,
+    MARKET_LOCK,
+    STOCK_PRICES,
+    read_window,
+)
+
+PRICE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
+
+
+class AlertConfig(dg.Config):
+    budget: float = Field(
+        default=AlertParams.budget,
+        gt=0,
+        le=1,
+        description="Alert when the combined probability is at most this: about the share of"
+        " ordinary sessions that alert",
+    )
+    benchmark: str = Field(
+        default=AlertParams.benchmark,
+        description="Symbol the market_relative signal measures each return against",
+    )
+    market_share: float = Field(
+        default=AlertParams.market_share,
+        gt=0,
+        le=1,
+        description="Share of the watchlist moving unusually the same way that makes a session"
+        " market-wide",
+    )
+
+
+def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
+    watchlist = partitions.get_partition_keys()
+
+    @dg.asset(
+        name="alerts",
+        deps=["stock_prices"],
+        description=(
+            "Per symbol and session, five signals (return, volatility-adjusted return, range,"
+            " volume, market-relative return) judged against the symbol's own past as tail"
+            " probabilities, combined into one p_value; is_alert when it is within the budget."
+            " Table alert_scores; the view alerts holds the alerted sessions."
+        ),
+        group_name="alerts",
+        kinds=KINDS,
+        owners=OWNERS,
+        metadata={"dagster/column_schema": column_schema(AlertScores)},
+        **per_symbol(partitions),
+    )
+    def alerts(
+        context: dg.AssetExecutionContext,
+        config: AlertConfig,
+        database: PostgresResource,
+        price_source: PriceSourceResource,
+    ) -> dg.MaterializeResult:
+        symbols = context.partition_keys
+        params = AlertParams(config.budget, config.benchmark, config.market_share)
+        clock = Stopwatch()
+        with database.outcome(context, "alert_scores"), database.connect() as conn:
+            database.hold_symbols(context)
+            with conn.transaction():
+                conn.execute(MARKET_LOCK.format(mode="_shared"))
+                plans = catch_up(
+                    conn,
+                    ALERT_SCORES,
+                    [(STOCK_PRICES, None)],
+                    symbols,
+                    price_source.max_missing_sessions,
+                )
+                windows = {s: plan.compute for s, plan in plans.items()}
+                computed = [w for w in windows.values() if not w.is_empty]
+                scores = pd.DataFrame(columns=AlertScores.to_schema().columns)
+                if computed:
+                    span = SessionWindow(
+                        history_start(min(w.start for w in computed)),
+                        max(w.end for w in computed),
+                    )
+                    with clock.stage("read"):
+                        prices = read_window(
+                            conn,
+                            STOCK_PRICES,
+                            dict.fromkeys(watchlist, span),
+                            columns=PRICE_COLUMNS,
+                        )
+                    with clock.stage("compute"):
+                        wanted = inside_windows(prices, windows)
+                        found = alert_scores(prices, params, score=_market_days(prices, wanted))
+                        scores = alert_table(found[wanted.to_numpy()])
+                        scores = validated(AlertScores, scores)
+                with clock.stage("write"):
+                    write(conn, ALERT_SCORES, scores, plans)
+        alerted = scores[scores["is_alert"]]
+        report_partitions(context, windows, {"alerts": alerted})
+        return dg.MaterializeResult(
+            metadata={
+                "sessions_scored": int(scores["p_value"].notna().sum()),
+                "alerts": len(alerted),
+                "market_wide_alerts": int(alerted["market_wide"].sum()),
+                "budget": params.budget,
+                "benchmark": params.benchmark
+                if params.benchmark in watchlist
+                else f"{params.benchmark} (not in the watchlist: market_relative is off)",
+                **clock.metadata(),
+            }
+        )
+
+    return alerts
+
+
+def _market_days(prices: pd.DataFrame, wanted: pd.Series) -> np.ndarray:
+    """Rows whose probabilities are needed: every symbol's, on each day some wanted row is on
+    (the market's share that day reads them all)."""
+    days = prices.loc[wanted.to_numpy(), "timestamp"].unique()
+    return prices["timestamp"].isin(days).to_numpy()
