@@ -342,6 +342,13 @@ class AlertScores(pa.DataFrameModel):
         strict = True
 
 
+def empty(model: type[pa.DataFrameModel]) -> pd.DataFrame:
+    """A frame with no rows and the model's columns and types: what a step that had nothing to
+    compute writes."""
+    columns = model.to_schema().columns
+    return pd.DataFrame({name: pd.Series(dtype=str(c.dtype)) for name, c in columns.items()})
+
+
 def validated(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` checked against `model` (once); a failure names the model, the count and sample
     reasons. For computed tables a failure is a bug, never data to quarantine: nothing is written.

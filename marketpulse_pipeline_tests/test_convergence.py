@@ -48,6 +48,7 @@ TABLES = {
     " source_ref, reason FROM rejected_prices ORDER BY 1, 2, 9",
     "corporate_actions": 'SELECT symbol, "timestamp", kind, value, source, source_ref'
     " FROM corporate_actions ORDER BY 1, 2, 3",
+    "alert_scores": 'SELECT * FROM alert_scores ORDER BY symbol, "timestamp"',
 }
 HOME = "/tmp/marketpulse-convergence-home"  # only the CLI's failure logs go there
 _CLI = "import sys; from marketpulse_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -179,6 +180,8 @@ def from_scratch(
         for first, symbols in firsts:
             args = ["backfill", "--start", first.isoformat(), "--symbols", symbols]
             assert run(reference, args, CLOCK, monkeypatch) == 0
+        # the alerts of the symbols backfilled first read the others' prices: caught up too
+        assert run(reference, ["update"], CLOCK, monkeypatch) == 0
         return snapshot(reference)
 
 

@@ -28,6 +28,7 @@ CONTRIBUTES = 0.01
 MARKET_MOVE = 0.05
 """A symbol's return at or below this probability counts as moving with the market."""
 MIN_MARKET_SYMBOLS = 4
+MIN_MARKET_MOVERS = 3
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,12 @@ def _market_wide(scores: pd.DataFrame, share: float) -> pd.Series:
         .groupby("timestamp")[["scored", "down", "up"]]
         .transform("sum")
     )
-    together = np.maximum(day["down"], day["up"]) >= share * day["scored"]
-    return together & (day["scored"] >= MIN_MARKET_SYMBOLS)
+    movers = np.maximum(day["down"], day["up"])
+    return (
+        (movers >= share * day["scored"])
+        & (movers >= MIN_MARKET_MOVERS)
+        & (day["scored"] >= MIN_MARKET_SYMBOLS)
+    )
 
 
 def alert_table(scores: pd.DataFrame) -> pd.DataFrame:

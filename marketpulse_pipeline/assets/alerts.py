@@ -29,7 +29,7 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
-from marketpulse_pipeline.schemas import AlertScores, validated
+from marketpulse_pipeline.schemas import AlertScores, empty, validated
 from marketpulse_pipeline.storage.tables import (
     ALERT_SCORES,
     MARKET_LOCK,
@@ -101,7 +101,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                 )
                 windows = {s: plan.compute for s, plan in plans.items()}
                 computed = [w for w in windows.values() if not w.is_empty]
-                scores = pd.DataFrame(columns=AlertScores.to_schema().columns)
+                scores = empty(AlertScores)
                 if computed:
                     span = SessionWindow(
                         history_start(min(w.start for w in computed)),

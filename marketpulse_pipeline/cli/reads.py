@@ -1,4 +1,5 @@
-"""Commands that read results (anomalies, stats, latest, history, health) and record feedback.
+"""Commands that read results (alerts, anomalies, stats, latest, history, health) and record
+feedback.
 
 Each answers from the same SQL view or function a `psql` user would query; tables for people,
 `--json` for scripts.
@@ -39,6 +40,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--days", type=_days, default=7, help=f"market days back, 1 to {MAX_DAYS} (default 7)"
     )
     anomalies.add_argument(
+        "--limit", type=_limit, default=50, help=f"rows at most, 1 to {MAX_LIMIT} (default 50)"
+    )
+
+    alerts = _command(
+        commands, "alerts", "recent alerts (the rare sessions), newest first", _alerts
+    )
+    alerts.add_argument("--symbol", type=_symbol)
+    alerts.add_argument(
+        "--days", type=_days, default=30, help=f"days back, 1 to {MAX_DAYS} (default 30)"
+    )
+    alerts.add_argument(
         "--limit", type=_limit, default=50, help=f"rows at most, 1 to {MAX_LIMIT} (default 50)"
     )
 
@@ -122,6 +134,37 @@ def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
         )
     _show(found, args.json, ANOMALY_COLUMNS)
     return 0
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        found = queries.recent_alerts(
+            conn, symbol=args.symbol, days=args.days, limit=args.limit, today=settings.today()
+        )
+    if args.json:
+        _show(found, True)
+        return 0
+    _show(_alert_lines(found), False)
+    return 0
+
+
+def _alert_lines(found: pd.DataFrame) -> pd.DataFrame:
+    """One line per alert, and one per market-wide session however many symbols it moved."""
+    lines = found.assign(
+        p_value=found["p_value"].map("{:.2g}".format),
+        methods=found["methods"].map(", ".join),
+        return_pct=found["return_pct"].round(2),
+    )
+    wide = lines[lines["market_wide"]]
+    market = wide.groupby("timestamp", sort=False).agg(
+        symbol=("symbol", lambda s: f"market-wide: {', '.join(s)}"),
+        p_value=("p_value", "first"),
+        methods=("methods", "first"),
+        return_pct=("return_pct", "median"),
+    )
+    rows = pd.concat([lines[~lines["market_wide"]], market.reset_index()], ignore_index=True)
+    rows = rows.sort_values("timestamp", ascending=False, kind="stable")
+    return rows[["timestamp", "symbol", "p_value", "return_pct", "methods"]]
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:

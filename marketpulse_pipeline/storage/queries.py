@@ -41,6 +41,23 @@ def recent_anomalies(
     )
 
 
+def recent_alerts(
+    conn: psycopg.Connection,
+    *,
+    symbol: str | None = None,
+    days: int = 30,
+    limit: int = 100,
+    today: dt.date | None = None,
+) -> pd.DataFrame:
+    if symbol:
+        require_symbol(conn, symbol)
+    return _frame(
+        conn,
+        "SELECT * FROM recent_alerts(%s, %s, %s, coalesce(%s, current_date))",
+        [symbol, days, limit, today],
+    )
+
+
 def anomaly_stats(
     conn: psycopg.Connection, days: int = 30, today: dt.date | None = None
 ) -> pd.DataFrame:

@@ -28,3 +28,21 @@ SELECT symbol, "timestamp", p_value, methods, market_wide, return_pct, details
  WHERE is_alert;
 COMMENT ON VIEW alerts IS
     'The sessions to act on: combined probability within the budget, with the signals behind it.';
+
+-- The newest alerts first, as `marketpulse alerts` and a psql user read them.
+CREATE FUNCTION recent_alerts(
+    p_symbol text DEFAULT NULL,
+    p_days   integer DEFAULT 30,
+    p_limit  integer DEFAULT 100,
+    p_today  date DEFAULT current_date
+) RETURNS TABLE (
+    symbol text, "timestamp" date, p_value double precision, methods text[],
+    market_wide boolean, return_pct double precision, details jsonb
+) LANGUAGE sql STABLE AS $$
+    SELECT a.symbol, a."timestamp", a.p_value, a.methods, a.market_wide, a.return_pct, a.details
+      FROM alerts AS a
+     WHERE a."timestamp" > p_today - p_days AND a."timestamp" <= p_today
+       AND (p_symbol IS NULL OR a.symbol = p_symbol)
+     ORDER BY a."timestamp" DESC, a.p_value, a.symbol
+     LIMIT p_limit
+$$;

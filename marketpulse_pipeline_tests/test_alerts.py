@@ -1,0 +1,150 @@
+"""The alert layer's pure rules: calibrated probabilities, their combination, point in time."""
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketpulse_pipeline.alerts.calibration import tail_probability
+from marketpulse_pipeline.alerts.decision import (
+    AlertParams,
+    alert_scores,
+    alert_table,
+    harmonic_mean_p,
+    history_start,
+)
+from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.schemas import AlertScores, validated
+from marketpulse_pipeline.sources.synthetic import SyntheticSource
+
+AS_OF = dt.date(2025, 12, 31)
+HISTORY = SessionWindow(dt.date(2019, 1, 2), AS_OF)
+SYMBOLS = ["AAPL", "MSFT", "SPY", "TSLA"]
+P_COLUMNS = ["p_return", "p_volatility_adjusted", "p_range", "p_volume", "p_market_relative"]
+
+
+@pytest.fixture(scope="module")
+def market() -> pd.DataFrame:
+    bars = SyntheticSource(seed=42, as_of=AS_OF).bars(SYMBOLS, HISTORY)
+    return bars.drop(columns="source_ref").sort_values(["symbol", "timestamp"], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def scores(market) -> pd.DataFrame:
+    return alert_scores(market, AlertParams())
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda rng, n: np.abs(rng.standard_normal(n)),
+        lambda rng, n: rng.exponential(1.0, n),
+        lambda rng, n: np.abs(rng.standard_t(5, n)),
+    ],
+    ids=["half-normal", "exponential", "student-t5"],
+)
+def test_probabilities_are_calibrated_for_ordinary_days(draw):
+    """Independent draws from one distribution: p <= a about a share a of the time."""
+    rng = np.random.default_rng(7)
+    values = draw(rng, 12_000)
+    p = tail_probability(np.zeros(len(values)), values)
+    p = p[np.isfinite(p)]
+    for level in (0.5, 0.05, 0.01):
+        assert (p <= level).mean() == pytest.approx(level, rel=0.3)
+    assert (p <= 0.001).mean() < 0.004  # the fitted tail stays within a few times the level
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.integers(100, 1_900), seed=st.integers(0, 2**32 - 1))
+def test_a_probability_reads_only_the_days_before(cut, seed):
+    """Changing or removing everything after day D leaves every probability up to D."""
+    values = np.random.default_rng(seed).standard_normal(2_000)
+    keys = np.zeros(len(values))
+    full = tail_probability(keys, values)
+    changed = values.copy()
+    changed[cut + 1 :] = 50.0
+    np.testing.assert_array_equal(tail_probability(keys, changed)[: cut + 1], full[: cut + 1])
+    np.testing.assert_array_equal(
+        tail_probability(keys[: cut + 1], values[: cut + 1]), full[: cut + 1]
+    )
+
+
+def test_a_statistic_beyond_its_past_gets_a_smaller_probability_the_further_out():
+    values = np.abs(np.random.default_rng(1).standard_normal(400))
+    p = [tail_probability(np.zeros(401), np.r_[values, x])[-1] for x in (4.0, 6.0, 8.0)]
+    assert 0 < p[2] < p[1] < p[0] < 1 / 253
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.one_of(st.floats(1e-12, 1.0), st.just(float("nan"))), min_size=1, max_size=6))
+def test_the_combination_lies_between_the_smallest_p_and_k_times_it(ps):
+    p = np.array([ps])
+    combined = harmonic_mean_p(p)[0]
+    finite = p[np.isfinite(p)]
+    if not len(finite):
+        assert np.isnan(combined)
+        return
+    assert (
+        finite.min() * (1 - 1e-9) <= combined <= min(len(finite) * finite.min(), 1.0) * (1 + 1e-9)
+    )
+    assert harmonic_mean_p(p[:, ::-1])[0] == pytest.approx(combined)
+
+
+def test_a_window_scored_alone_equals_the_same_window_in_a_backfill(market, scores):
+    """Chunking: scores of the last year from just the history they need equal the backfill's."""
+    last_year = SessionWindow(dt.date(2025, 1, 2), AS_OF)
+    needed = market[market["timestamp"] >= pd.Timestamp(history_start(last_year.start))]
+    wanted = (needed["timestamp"] >= pd.Timestamp(last_year.start)).to_numpy()
+    alone = alert_scores(needed.reset_index(drop=True), AlertParams(), score=wanted)[wanted]
+    inside = scores[scores["timestamp"] >= pd.Timestamp(last_year.start)]
+    pd.testing.assert_frame_equal(
+        alone.reset_index(drop=True), inside.reset_index(drop=True), check_exact=True
+    )
+
+
+def test_alerts_are_rare_and_name_their_signals(scores):
+    scored = scores[scores["p_value"].notna()]
+    alerts = scored[scored["is_alert"]]
+    assert 0 < len(alerts) <= 0.01 * len(scored)
+    assert all(len(methods) for methods in alerts["methods"])
+    assert scored.loc[scored["symbol"] == "SPY", "p_market_relative"].isna().all()
+    assert scored.loc[scored["symbol"] != "SPY", "p_market_relative"].notna().any()
+
+
+def test_alerts_find_the_planted_price_shocks(market, scores):
+    truth = SyntheticSource(seed=42, as_of=AS_OF).injected_anomalies(SYMBOLS, HISTORY)
+    shocks = truth[truth["kind"].isin(["price_shock_up", "price_shock_down"])]
+    scored = scores[scores["p_value"].notna()]
+    shocks = shocks[shocks["timestamp"].isin(scored["timestamp"])]
+    alerted = scored.loc[scored["is_alert"], ["symbol", "timestamp"]]
+    found = shocks.merge(alerted, on=["symbol", "timestamp"])
+    assert len(shocks) >= 10 and len(found) >= 0.8 * len(shocks)
+
+
+def test_without_the_benchmark_the_market_relative_signal_is_off(market):
+    alone = market[market["symbol"] != "SPY"].reset_index(drop=True)
+    scores = alert_scores(alone, AlertParams())
+    assert scores["p_market_relative"].isna().all() and scores["p_value"].notna().any()
+
+
+def test_a_day_most_of_the_watchlist_falls_together_is_market_wide(market):
+    crashed = market.copy()
+    day = pd.Timestamp("2025-06-16")
+    after = crashed["timestamp"] >= day
+    crashed.loc[after, ["open", "high", "low", "close"]] *= 0.85  # everything gaps down 15 %
+    scores = alert_scores(crashed, AlertParams())
+    on_day = scores[scores["timestamp"] == day]
+    assert on_day["market_wide"].all() and on_day["is_alert"].all()
+    # independent symbols rarely move together by chance
+    assert scores.loc[scores["timestamp"] != day, "market_wide"].mean() < 0.002
+
+
+def test_the_table_rows_pass_their_model(scores):
+    table = validated(AlertScores, alert_table(scores))
+    alerted = table[table["is_alert"]]
+    assert (
+        alerted["details"].notna().all() and table.loc[~table["is_alert"], "details"].isna().all()
+    )
