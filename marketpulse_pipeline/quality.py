@@ -4,7 +4,9 @@ A detection (a symbol and session a method flagged) is a true positive when it f
 `tolerance` sessions of an injected anomaly of that symbol — of any session the anomaly lasts,
 for a multi-day trend break. An injected anomaly is found when a detection falls in that span.
 Precision = true positives / detections, recall = anomalies found / anomalies injected.
-Per kind, recall counts that kind's anomalies; precision counts the detections that match one.
+Per kind, recall counts that kind's anomalies, and precision is that kind's true positives over
+themselves and the false positives (detections matching no anomaly at all): a detection of
+another planted kind is neither right nor wrong about this one.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ def detection_quality(
         false_share = (
             float((label_rows["label"] == "false_positive").mean()) if labelled else np.nan
         )
+        false_positives = len(own) - hits.drop_duplicates(["symbol", "timestamp"]).shape[0]
         for kind in ["all", *sorted(truth["kind"].unique())]:
             of_kind = hits if kind == "all" else hits[hits["kind"] == kind]
             events_of_kind = truth if kind == "all" else truth[truth["kind"] == kind]
             true_positives = of_kind.drop_duplicates(["symbol", "timestamp"]).shape[0]
             found = of_kind["event"].nunique()
-            precision = true_positives / len(own) if len(own) else np.nan
+            judged = true_positives + false_positives
+            precision = true_positives / judged if judged else np.nan
             recall = found / len(events_of_kind) if len(events_of_kind) else np.nan
             rows.append(
                 {

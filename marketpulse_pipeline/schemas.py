@@ -225,7 +225,8 @@ class DetectionQuality(pa.DataFrameModel):
     """Quality of one method (or the consensus) against the injected ground truth."""
 
     method: Series[str] = pa.Field(
-        isin=[*METHODS, "consensus"], description="Detection method, or the consensus"
+        isin=[*METHODS, "consensus", "alert"],
+        description="Detection method, the consensus, or the alert flag",
     )
     kind: Series[str] = pa.Field(description="Injected anomaly kind, or 'all'")
     detections: Series[int] = pa.Field(

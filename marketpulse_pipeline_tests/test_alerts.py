@@ -1,6 +1,7 @@
 """The alert layer's pure rules: calibrated probabilities, their combination, point in time."""
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,11 @@ from marketpulse_pipeline.alerts.decision import (
     harmonic_mean_p,
     history_start,
 )
-from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.calendar import SessionWindow, sessions_between
+from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.schemas import AlertScores, validated
 from marketpulse_pipeline.sources.synthetic import SyntheticSource
+from marketpulse_pipeline_tests.conftest import TODAY
 
 AS_OF = dt.date(2025, 12, 31)
 HISTORY = SessionWindow(dt.date(2019, 1, 2), AS_OF)
@@ -148,3 +151,44 @@ def test_the_table_rows_pass_their_model(scores):
     assert (
         alerted["details"].notna().all() and table.loc[~table["is_alert"], "details"].isna().all()
     )
+
+
+@pytest.mark.slow
+def test_the_measured_numbers_in_the_readme_hold():
+    """`python -m marketpulse_pipeline.alerts.evaluation`: regressions of the alert flag fail."""
+    from marketpulse_pipeline.alerts import evaluation
+
+    quality = evaluation.synthetic().set_index("kind")
+    assert quality.at["price_shock_down", "recall"] >= 0.85
+    assert quality.at["price_shock_up", "recall"] >= 0.85
+    assert quality.at["volume_spike", "recall"] >= 0.8
+    assert quality.at["all", "precision"] >= 0.8 and quality.at["all", "flag_rate"] <= 0.01
+    for name, caught in (("sp500", 9), ("nasdaq", 11)):
+        events, rate = evaluation.market_events(name)
+        assert events["caught"].sum() >= caught and rate <= 0.01
+
+
+@pytest.mark.slow
+def test_alerts_through_the_pipeline_the_cli_and_sql_agree(env, conn, monkeypatch, capsys):
+    monkeypatch.setenv("MARKETPULSE_SYMBOLS", ",".join(SYMBOLS))
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert main(["backfill", "--start", "2024-06-03"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["alerts", "--days", "400", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM recent_alerts(NULL, 400, 50, %s)", [TODAY])
+        names = [c.name for c in cur.description]
+        stored = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    assert shown and [(a["symbol"], a["timestamp"]) for a in shown] == [
+        (a["symbol"], a["timestamp"].isoformat()) for a in stored
+    ]
+    assert all(a["p_value"] <= AlertParams().budget and a["methods"] for a in shown)
+    scored = conn.execute(
+        "SELECT count(*), count(p_value), count(*) FILTER (WHERE is_alert) FROM alert_scores"
+    ).fetchone()
+    assert scored[0] == 4 * len(sessions_between(dt.date(2024, 6, 3), TODAY))
+    assert 0 < scored[2] <= 0.02 * scored[1]  # a short history, with planted anomalies
+
+    assert main(["alerts", "--symbol", "NOPE"]) == 1
+    assert "NOPE" in capsys.readouterr().err

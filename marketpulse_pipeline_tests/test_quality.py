@@ -46,6 +46,9 @@ def test_per_kind():
     result = quality()
     assert result.loc[("zscore", "price_shock_up"), "recall"] == 1.0
     assert result.loc[("zscore", "price_shock_up"), "true_positives"] == 2
+    # against the one false positive (B 07-01), not the trend-break detection
+    assert result.loc[("zscore", "price_shock_up"), "precision"] == pytest.approx(2 / 3)
+    assert result.loc[("zscore", "trend_break"), "precision"] == pytest.approx(1 / 2)
     assert result.loc[("zscore", "trend_break"), "recall"] == 1.0
     assert result.loc[("zscore", "volume_spike"), "recall"] == 0.0
 

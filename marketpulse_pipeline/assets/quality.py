@@ -15,6 +15,7 @@ from marketpulse_pipeline.resources import PostgresResource
 from marketpulse_pipeline.schemas import DetectionQuality, validated
 from marketpulse_pipeline.storage.queries import labels_by_method
 from marketpulse_pipeline.storage.tables import (
+    ALERT_SCORES,
     ANOMALIES,
     ANOMALY_CONSENSUS,
     DETECTION_QUALITY,
@@ -25,7 +26,7 @@ from marketpulse_pipeline.storage.tables import (
     table_summary,
 )
 
-SCORED = (*METHODS, "consensus")
+SCORED = (*METHODS, "consensus", "alert")
 
 
 def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
@@ -34,10 +35,12 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         deps=[
             *(anomaly_asset_name(method) for method in METHODS),
             "anomaly_consensus",
+            "alerts",
             "injected_anomalies",
         ],
         description=(
-            "Precision, recall and F1 of each method and of the consensus against the synthetic"
+            "Precision, recall and F1 of each method, the consensus and the alert flag against the"
+            " synthetic"
             " source's injected anomalies (a detection within 1 session counts), per kind and"
             " overall, the share of symbol-days flagged, and the share of user-labelled"
             " anomalies marked false positive. Runs after the detectors."
@@ -67,12 +70,19 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                     everything,
                     columns=["symbol", "timestamp", "is_consensus"],
                 )
+                alerted = read_window(
+                    conn, ALERT_SCORES, everything, columns=["symbol", "timestamp", "is_alert"]
+                )
                 truth = read_window(conn, INJECTED_ANOMALIES, everything)
                 symbol_days = int(table_summary(conn, STOCK_PRICES, symbols)["rows"].sum())
                 labels = labels_by_method(conn)
             with clock.stage("compute"):
                 detections = pd.concat(
-                    [found, agreed[agreed["is_consensus"]].assign(method="consensus")],
+                    [
+                        found,
+                        agreed[agreed["is_consensus"]].assign(method="consensus"),
+                        alerted[alerted["is_alert"]].assign(method="alert"),
+                    ],
                     ignore_index=True,
                 )
                 quality = validated(
