@@ -190,5 +190,7 @@ def test_alerts_through_the_pipeline_the_cli_and_sql_agree(env, conn, monkeypatc
     assert scored[0] == 4 * len(sessions_between(dt.date(2024, 6, 3), TODAY))
     assert 0 < scored[2] <= 0.02 * scored[1]  # a short history, with planted anomalies
 
-    assert main(["alerts", "--symbol", "NOPE"]) == 1
-    assert "NOPE" in capsys.readouterr().err
+    assert main(["alerts", "--symbol", "NOPE"]) == 2  # as for the other read commands
+    assert capsys.readouterr().err.strip() == (
+        "marketpulse: error: no prices stored for symbol 'NOPE'"
+    )
