@@ -11,8 +11,6 @@ each day looks at its window afresh, so a day computed alone equals the same day
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from marketpulse_pipeline.features.rolling import group_bounds, windows
@@ -53,19 +51,19 @@ def _one_symbol(
     finite = np.isfinite(past).sum(axis=1)
     at_least = (past >= values[:, None]).sum(axis=1)
     empirical = (at_least + 1) / (finite + 1)
-    # the `tail` largest earlier values: their smallest is the threshold, their mean excess
-    # over it the scale of an exponential tail beyond it
+    # the `tail` largest earlier values (sorted: the last `k` finite ones): the smallest is the
+    # threshold, and the median of the others' excess over it sets an exponential tail beyond
+    # it (an exponential's median is its scale times ln 2) — a median, so one earlier extreme
+    # among them does not fatten the tail that judges the next
     k = np.minimum(tail, finite)
-    rows = np.arange(len(values))
-    threshold = past[rows, np.maximum(finite - k, 0)]
-    ranks = np.arange(window)[None, :]
-    top = (ranks >= (finite - k)[:, None]) & (ranks < finite[:, None])
-    # the exponential's scale from the median excess (an exponential's median is its scale
-    # times ln 2): one earlier extreme among them does not fatten the tail that judges the next
-    excess = np.where(top & (past > threshold[:, None]), past - threshold[:, None], np.nan)
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without excess: no tail
-        median_excess = np.maximum(np.nanmedian(excess, axis=1), 1e-12)
+    first = np.maximum(finite - k, 0)
+    threshold = np.take_along_axis(past, first[:, None], axis=1)[:, 0]
+    above = np.maximum(k - 1, 1)  # the values above the threshold, at first + 1 ...
+    middle = np.stack([first + 1 + (above - 1) // 2, first + 1 + above // 2], axis=1)
+    middle = np.minimum(middle, window - 1)
+    median = np.take_along_axis(past, middle, axis=1).mean(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        median_excess = np.maximum(median - threshold, 1e-12)
         fitted = k / (finite + 1) * np.exp(-(values - threshold) * np.log(2) / median_excess)
     p = np.where((values > threshold) & (k > 1), np.minimum(fitted, empirical), empirical)
     return np.where(np.isfinite(values) & (finite >= max(min_history, 1)), p, np.nan)
