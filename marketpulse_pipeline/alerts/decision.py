@@ -97,6 +97,7 @@ def _market_wide(scores: pd.DataFrame, share: float) -> pd.Series:
 
 def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
     """`alert_scores` rows as the table stores them: the numbers behind an alert as JSON."""
+    scores = scores.reset_index(drop=True)
     table = scores[["symbol", "timestamp", "p_value", "is_alert", "market_wide", "return_pct"]]
     table = table.assign(**{f"p_{name}": scores[f"p_{name}"] for name in SIGNALS})
     numbers = scores[list(SIGNALS)].to_numpy()
@@ -104,6 +105,4 @@ def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
         to_json({"statistic": dict(zip(SIGNALS, row, strict=True))}) if alert else None
         for row, alert in zip(numbers, scores["is_alert"], strict=True)
     ]
-    return table.assign(
-        methods=scores["methods"].to_numpy(), details=pd.Series(details, dtype="str")
-    ).reset_index(drop=True)
+    return table.assign(methods=scores["methods"], details=pd.Series(details, dtype="str"))
