@@ -96,6 +96,21 @@ def test_the_combination_lies_between_the_smallest_p_and_k_times_it(ps):
     assert harmonic_mean_p(p[:, ::-1])[0] == pytest.approx(combined)
 
 
+@pytest.mark.parametrize("days", [1, 7, 60])
+def test_the_last_days_scored_alone_equal_the_backfill_bit_for_bit(market, scores, days):
+    """The daily run scores a day or a few from the history they need: the same bits."""
+    last = np.sort(market["timestamp"].unique())[-days:]
+    needed = market[
+        market["timestamp"] >= pd.Timestamp(history_start(pd.Timestamp(last[0]).date()))
+    ]
+    wanted = needed["timestamp"].isin(last).to_numpy()
+    alone = alert_scores(needed.reset_index(drop=True), AlertParams(), score=wanted)[wanted]
+    inside = scores[scores["timestamp"].isin(last)]
+    pd.testing.assert_frame_equal(
+        alone.reset_index(drop=True), inside.reset_index(drop=True), check_exact=True
+    )
+
+
 def test_a_window_scored_alone_equals_the_same_window_in_a_backfill(market, scores):
     """Chunking: scores of the last year from just the history they need equal the backfill's."""
     last_year = SessionWindow(dt.date(2025, 1, 2), AS_OF)

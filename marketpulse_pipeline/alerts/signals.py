@@ -36,8 +36,9 @@ BASELINE_SESSIONS = 252
 EWMA_LAMBDA = 0.94
 EWMA_SESSIONS = 250  # λ^250 ≈ 2e-7: the weights beyond it are nothing
 MIN_BASELINE = 20
-HISTORY_SESSIONS = BASELINE_SESSIONS + 2
-"""Sessions before a day that its signals read."""
+HISTORY_SESSIONS = BASELINE_SESSIONS + EWMA_SESSIONS + 2
+"""Sessions before a day that its signals read: the volume signal's year-long line is fitted
+on moves that each read the EWMA volatility's span before them (and a return, two bars)."""
 
 
 def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFrame:
@@ -105,8 +106,10 @@ def _ewma_volatility(keys: np.ndarray, returns: np.ndarray) -> np.ndarray:
     def one_symbol(r: np.ndarray) -> np.ndarray:
         past = windows(r**2, EWMA_SESSIONS, include_current=False)[:, ::-1]  # newest first
         present = np.isfinite(past)
-        total = np.where(present, past, 0.0) @ weights
-        weight = present @ weights
+        # sums, not a matrix product: BLAS may round a row differently with the row count,
+        # and a day must not change with the length of the run that computes it
+        total = (np.where(present, past, 0.0) * weights).sum(axis=1)
+        weight = (present * weights).sum(axis=1)
         enough = present.sum(axis=1) >= MIN_BASELINE
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(enough & (total > 0), np.sqrt(total / weight), np.nan)
