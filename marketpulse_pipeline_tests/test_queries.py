@@ -145,6 +145,7 @@ def test_detection_quality_is_scored_for_every_method(table):
         "SELECT * FROM marketpulse.detection_quality WHERE kind = 'all' ORDER BY method"
     )
     assert set(quality["method"]) == {
+        "alert",
         "consensus",
         "iqr",
         "isolation_forest",
