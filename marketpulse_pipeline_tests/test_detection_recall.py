@@ -23,6 +23,7 @@ MINIMUM_RECALL = {
     "moving_average": 0.8,
     "volume": 0.7,
     "technical": 0.6,
+    "volatility_adjusted": 0.9,
 }
 
 

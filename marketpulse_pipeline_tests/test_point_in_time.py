@@ -20,6 +20,9 @@ QUERIES = {
     "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity,'
     " details::text FROM anomalies",
     "anomaly_consensus": "SELECT * FROM anomaly_consensus",
+    "alert_scores": 'SELECT symbol, "timestamp", p_value, is_alert, market_wide, p_return,'
+    " p_volatility_adjusted, p_range, p_volume, p_market_relative, details::text"
+    " FROM alert_scores",
 }
 
 
@@ -76,6 +79,7 @@ def test_backfill_and_daily_runs_give_identical_rows(
         "moving_average",
         "volume",
         "technical",
+        "volatility_adjusted",
     }
     assert len(one_run["anomaly_consensus"]) > 0
 

@@ -79,7 +79,7 @@ def test_one_run_materializes_every_symbol_partition(make_defs, instance):
     assets = {
         key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned
     }
-    assert len(assets) == 11  # prices, ground truth, features, six methods, consensus, alerts
+    assert len(assets) == 12  # prices, ground truth, features, seven methods, consensus, alerts
     assert partitions == {(asset, symbol) for asset in assets for symbol in symbols}
 
 

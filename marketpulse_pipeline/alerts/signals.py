@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.features.rolling import per_group, shift, windows
+from marketpulse_pipeline.features.rolling import ewma_volatility, per_group, shift, windows
 
 Reduce = Callable[..., np.ndarray]
 
@@ -54,7 +54,7 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
     centre, spread = _baseline(keys, returns, BASELINE_SESSIONS)
     typical_range = _trailing(keys, log_range, BASELINE_SESSIONS, np.nanmedian)
     with np.errstate(divide="ignore", invalid="ignore"):
-        move = np.abs(returns) / _ewma_volatility(keys, returns)
+        move = np.abs(returns) / ewma_volatility(keys, returns, EWMA_LAMBDA, EWMA_SESSIONS)
         statistics = {
             "return": np.abs(returns - centre) / spread,
             "volatility_adjusted": move,
@@ -96,25 +96,6 @@ def _baseline(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarr
 
     spread = _trailing(keys, values, size, mad)
     return median, np.where(spread > 0, spread, np.nan)
-
-
-def _ewma_volatility(keys: np.ndarray, returns: np.ndarray) -> np.ndarray:
-    """RiskMetrics volatility of the returns before each day: weights (1 - λ) λ^k on the
-    squared return k + 1 sessions back, over a fixed span so every day is computed afresh."""
-    weights = (1 - EWMA_LAMBDA) * EWMA_LAMBDA ** np.arange(EWMA_SESSIONS)
-
-    def one_symbol(r: np.ndarray) -> np.ndarray:
-        past = windows(r**2, EWMA_SESSIONS, include_current=False)[:, ::-1]  # newest first
-        present = np.isfinite(past)
-        # sums, not a matrix product: BLAS may round a row differently with the row count,
-        # and a day must not change with the length of the run that computes it
-        total = (np.where(present, past, 0.0) * weights).sum(axis=1)
-        weight = (present * weights).sum(axis=1)
-        enough = present.sum(axis=1) >= MIN_BASELINE
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(enough & (total > 0), np.sqrt(total / weight), np.nan)
-
-    return per_group(keys, returns, one_symbol)
 
 
 def _market_relative(

@@ -1,10 +1,11 @@
-"""The six detection methods, pure functions over the market frame, and their registry."""
+"""The detection methods, pure functions over the market frame, and their registry."""
 
 from marketpulse_pipeline.detectors import (
     iqr,
     isolation_forest,
     moving_average,
     technical,
+    volatility_adjusted,
     volume,
     zscore,
 )
@@ -12,7 +13,15 @@ from marketpulse_pipeline.detectors.base import Detector
 
 DETECTORS: dict[str, Detector] = {
     module.DETECTOR.method: module.DETECTOR
-    for module in (zscore, iqr, isolation_forest, moving_average, volume, technical)
+    for module in (
+        zscore,
+        iqr,
+        isolation_forest,
+        moving_average,
+        volume,
+        technical,
+        volatility_adjusted,
+    )
 }
 METHODS = tuple(DETECTORS)
 ANOMALY_TYPES = tuple(dict.fromkeys(t for d in DETECTORS.values() for t in d.anomaly_types))

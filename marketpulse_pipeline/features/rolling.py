@@ -74,3 +74,26 @@ def trailing_zscore(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(std > 0, (values - mean) / std, np.nan)
     return z, mean, std
+
+
+def ewma_volatility(
+    keys: np.ndarray, returns: np.ndarray, decay: float, span: int, min_periods: int = 20
+) -> np.ndarray:
+    """RiskMetrics volatility of the returns before each day (same symbol): weights
+    (1 - decay) decay^k on the squared return k + 1 sessions back, over a fixed `span` so every
+    day is computed afresh (decay^span is what is left out: 2e-7 for 0.94 and 250). NaN with
+    fewer than `min_periods` returns, or none but zeros."""
+    weights = (1 - decay) * decay ** np.arange(span)
+
+    def one_symbol(r: np.ndarray) -> np.ndarray:
+        past = windows(r**2, span, include_current=False)[:, ::-1]  # newest first
+        present = np.isfinite(past)
+        # sums, not a matrix product: BLAS may round a row differently with the row count,
+        # and a day must not change with the length of the run that computes it
+        total = (np.where(present, past, 0.0) * weights).sum(axis=1)
+        weight = (present * weights).sum(axis=1)
+        enough = present.sum(axis=1) >= min_periods
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(enough & (total > 0), np.sqrt(total / weight), np.nan)
+
+    return per_group(keys, returns, one_symbol)
