@@ -31,7 +31,10 @@ QUALITY_COLUMNS = [
     "flag_rate",
     "labelled",
     "false_positive_share",
+    *(f"recall_at_{name}" for name in ("0_5pct", "1pct", "2pct")),
 ]
+BUDGETS = {"0_5pct": 0.005, "1pct": 0.01, "2pct": 0.02}
+"""Shares of symbol-days: recall of each method's strongest detections within each."""
 
 
 def _session_number(days: pd.Series) -> np.ndarray:
@@ -46,11 +49,15 @@ def detection_quality(
     symbol_days: int,
     labels: pd.DataFrame | None = None,
     tolerance: int = 1,
+    ranked: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Quality per method (and per kind, plus kind 'all') of `detections` (symbol, timestamp,
     method) against `events` (symbol, timestamp, kind, duration), over `symbol_days` evaluated.
 
     `labels` (method, label) adds the share of labelled anomalies users marked false positive.
+    `ranked` (symbol, timestamp, method, strength: larger = stronger; the detections, or every
+    scored symbol-day of a method that scores them all) adds the recall of each method's
+    strongest `BUDGETS` shares of `symbol_days`.
     """
     flagged = detections[["symbol", "timestamp", "method"]].drop_duplicates().copy()
     flagged["session"] = _session_number(flagged["timestamp"])
@@ -60,7 +67,9 @@ def detection_quality(
     # Every session an anomaly's tolerance span covers, so matching is a join, not a cross join.
     covered = truth.loc[np.repeat(truth.index, span), ["event", "symbol", "kind", "first"]]
     covered["session"] = covered["first"] + covered.groupby("event").cumcount()
-    matches = flagged.merge(covered.drop(columns="first"), on=["symbol", "session"])
+    covered = covered.drop(columns="first")
+    matches = flagged.merge(covered, on=["symbol", "session"])
+    at_budget = _recall_at_budgets(ranked, truth, covered, symbol_days)
 
     rows = []
     for method in methods:
@@ -94,9 +103,38 @@ def detection_quality(
                     "flag_rate": len(own) / symbol_days if symbol_days else np.nan,
                     "labelled": labelled,
                     "false_positive_share": false_share,
+                    **at_budget.get((method, kind), {}),
                 }
             )
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def _recall_at_budgets(
+    ranked: pd.DataFrame | None, truth: pd.DataFrame, covered: pd.DataFrame, symbol_days: int
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (method, kind), the recall of the method's strongest symbol-days within each budget:
+    how well its ranking finds the anomalies, whatever share of days it flags itself."""
+    if ranked is None or ranked.empty or not symbol_days:
+        return {}
+    strongest = (
+        ranked.groupby(["method", "symbol", "timestamp"], as_index=False)["strength"]
+        .max()
+        .sort_values(["method", "strength"], ascending=[True, False], kind="stable")
+    )
+    strongest["rank"] = strongest.groupby("method").cumcount()
+    strongest["session"] = _session_number(strongest["timestamp"])
+    hits = strongest.merge(covered, on=["symbol", "session"])
+    kinds = {"all": truth, **{k: truth[truth["kind"] == k] for k in truth["kind"].unique()}}
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for name, share in BUDGETS.items():
+        within = hits[hits["rank"] < round(share * symbol_days)]
+        for method in strongest["method"].unique():
+            found = within[within["method"] == method]
+            for kind, events in kinds.items():
+                of_kind = found if kind == "all" else found[found["kind"] == kind]
+                recall = of_kind["event"].nunique() / len(events) if len(events) else np.nan
+                out.setdefault((method, kind), {})[f"recall_at_{name}"] = recall
+    return out
 
 
 def _f1(precision: float, recall: float) -> float:

@@ -253,6 +253,15 @@ class DetectionQuality(pa.DataFrameModel):
     false_positive_share: Series[float] = pa.Field(
         nullable=True, ge=0, le=1, description="Share of those labelled false positive"
     )
+    recall_at_0_5pct: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Recall of the strongest 0.5 % of symbol-days"
+    )
+    recall_at_1pct: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Recall of the strongest 1 % of symbol-days"
+    )
+    recall_at_2pct: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Recall of the strongest 2 % of symbol-days"
+    )
 
     class Config:
         unique = ["method", "kind"]  # noqa: RUF012

@@ -91,3 +91,21 @@ def test_quality_runs_after_the_detectors_on_the_daily_automation(make_defs, ins
     assert after.get_num_requested(quality) == 1
     again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
     assert again.get_num_requested(quality) == 0  # once per update, not on every tick
+
+
+def test_recall_at_a_budget_takes_the_strongest_days_only():
+    # 100 symbol-days: the 1 % budget is the single strongest day, the 2 % budget two.
+    ranked = DETECTIONS.assign(strength=[5.0, 1.0, 1.0, 9.0, 3.0])  # 07-28 (trend) strongest
+    result = detection_quality(
+        DETECTIONS, EVENTS, ["zscore"], symbol_days=100, ranked=ranked
+    ).set_index(["method", "kind"])
+    assert result.loc[("zscore", "all"), "recall_at_1pct"] == pytest.approx(1 / 3)
+    assert result.loc[("zscore", "trend_break"), "recall_at_1pct"] == 1.0
+    assert result.loc[("zscore", "price_shock_up"), "recall_at_1pct"] == 0.0
+    # the next strongest, 07-03 (5.0), is within a session of the shock
+    assert result.loc[("zscore", "price_shock_up"), "recall_at_2pct"] == 1.0
+    assert result.loc[("zscore", "all"), "recall_at_2pct"] == pytest.approx(2 / 3)
+
+
+def test_without_a_ranking_no_recall_at_budgets():
+    assert quality()[["recall_at_0_5pct", "recall_at_1pct", "recall_at_2pct"]].isna().all().all()

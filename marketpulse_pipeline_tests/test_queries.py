@@ -151,6 +151,7 @@ def test_detection_quality_is_scored_for_every_method(table):
         "isolation_forest",
         "moving_average",
         "technical",
+        "volatility_adjusted",
         "volume",
         "zscore",
     }

@@ -62,16 +62,22 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         with database.connect() as conn:
             with clock.stage("read"):
                 found = read_window(
-                    conn, ANOMALIES, everything, columns=["symbol", "timestamp", "method"]
+                    conn,
+                    ANOMALIES,
+                    everything,
+                    columns=["symbol", "timestamp", "method", "severity"],
                 )
                 agreed = read_window(
                     conn,
                     ANOMALY_CONSENSUS,
                     everything,
-                    columns=["symbol", "timestamp", "is_consensus"],
+                    columns=["symbol", "timestamp", "is_consensus", "severity"],
                 )
                 alerted = read_window(
-                    conn, ALERT_SCORES, everything, columns=["symbol", "timestamp", "is_alert"]
+                    conn,
+                    ALERT_SCORES,
+                    everything,
+                    columns=["symbol", "timestamp", "is_alert", "p_value"],
                 )
                 truth = read_window(conn, INJECTED_ANOMALIES, everything)
                 symbol_days = int(table_summary(conn, STOCK_PRICES, symbols)["rows"].sum())
@@ -85,9 +91,20 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                     ],
                     ignore_index=True,
                 )
+                scored = alerted[alerted["p_value"].notna()]
+                ranked = pd.concat(  # the strongest first: severity, or the smallest p
+                    [
+                        found.rename(columns={"severity": "strength"}),
+                        agreed.assign(method="consensus", strength=agreed["severity"]),
+                        scored.assign(method="alert", strength=-scored["p_value"]),
+                    ],
+                    ignore_index=True,
+                )[["symbol", "timestamp", "method", "strength"]]
                 quality = validated(
                     DetectionQuality,
-                    detection_quality(detections, truth, SCORED, symbol_days, labels),
+                    detection_quality(
+                        detections, truth, SCORED, symbol_days, labels, ranked=ranked
+                    ),
                 )
             with clock.stage("write"):
                 replace_all(conn, DETECTION_QUALITY, quality)
@@ -95,7 +112,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         numbers = {
             f"{measure}_{method}": float(overall.at[method, measure])
             for method in SCORED
-            for measure in ("precision", "recall", "f1", "flag_rate")
+            for measure in ("precision", "recall", "f1", "flag_rate", "recall_at_1pct")
             if pd.notna(overall.at[method, measure])
         }
         if truth.empty:
@@ -110,7 +127,9 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                 "orphaned_labels": int(labels["method"].isna().sum()),
                 **clock.metadata(),
                 "overall": dg.MetadataValue.md(
-                    overall[["detections", "precision", "recall", "f1", "flag_rate"]]
+                    overall[
+                        ["detections", "precision", "recall", "f1", "flag_rate", "recall_at_1pct"]
+                    ]
                     .round(3)
                     .to_markdown()
                 ),

@@ -154,9 +154,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if split is not None:  # show a restatement: load the prices as served before the split
         symbol, day, ratio = split
         eve = previous_session(day)
+        split = f"a {ratio:g}:1 split" if ratio >= 1 else f"a 1:{1 / ratio:g} reverse split"
         print(
-            f"first the prices as the source served them on {eve}: {symbol} splits on {day}"
-            f" ({ratio:g} shares per share), so the run after restates {symbol}'s history"
+            f"first the prices as the source served them on {eve}: {symbol} has {split} on"
+            f" {day}, so the run after restates {symbol}'s history"
         )
         before = dataclasses.replace(settings, now=closing_bell(eve))
         request = PriceRequest(start, eve)
