@@ -61,13 +61,7 @@ def detection_quality(
     """
     flagged = detections[["symbol", "timestamp", "method"]].drop_duplicates().copy()
     flagged["session"] = _session_number(flagged["timestamp"])
-    truth = events.reset_index(drop=True).rename_axis("event").reset_index()
-    truth["first"] = _session_number(truth["timestamp"]) - tolerance
-    span = (truth["duration"] + 2 * tolerance).to_numpy()
-    # Every session an anomaly's tolerance span covers, so matching is a join, not a cross join.
-    covered = truth.loc[np.repeat(truth.index, span), ["event", "symbol", "kind", "first"]]
-    covered["session"] = covered["first"] + covered.groupby("event").cumcount()
-    covered = covered.drop(columns="first")
+    truth, covered = _covered(events, tolerance)
     matches = flagged.merge(covered, on=["symbol", "session"])
     at_budget = _recall_at_budgets(ranked, truth, covered, symbol_days)
 
@@ -107,6 +101,30 @@ def detection_quality(
                 }
             )
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def _covered(events: pd.DataFrame, tolerance: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events numbered (`event`), and every (symbol, session) each one's tolerance span
+    covers — so matching detections is a join, not a cross join."""
+    truth = events.reset_index(drop=True).rename_axis("event").reset_index()
+    first = _session_number(truth["timestamp"]) - tolerance
+    span = (truth["duration"] + 2 * tolerance).to_numpy()
+    covered = truth.loc[np.repeat(truth.index, span), ["event", "symbol", "kind"]]
+    covered["session"] = np.repeat(first, span) + covered.groupby("event").cumcount().to_numpy()
+    return truth, covered
+
+
+def explained(detections: pd.DataFrame, events: pd.DataFrame, tolerance: int = 1) -> np.ndarray:
+    """Per detection (symbol, timestamp), whether an event lies within `tolerance` sessions."""
+    _, covered = _covered(events, tolerance)
+    keys = covered[["symbol", "session"]].drop_duplicates()
+    asked = pd.DataFrame(
+        {
+            "symbol": detections["symbol"].to_numpy(),
+            "session": _session_number(detections["timestamp"]),
+        }
+    )
+    return asked.merge(keys, how="left", indicator=True)["_merge"].eq("both").to_numpy()
 
 
 def _recall_at_budgets(

@@ -346,6 +346,9 @@ class AlertScores(pa.DataFrameModel):
         metadata=_pg("jsonb"),
         description="JSON for alerts: each signal's statistic; else NULL",
     )
+    id: Series[int] = pa.Field(
+        unique=True, description="Stable id (a hash of symbol and day): what a label names"
+    )
 
     class Config:
         unique = ["symbol", "timestamp"]  # noqa: RUF012

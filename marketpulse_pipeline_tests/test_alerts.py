@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from marketpulse_pipeline.alerts.calibration import tail_probability
 from marketpulse_pipeline.alerts.decision import (
+    MAX_STRICTER,
+    STRICTER,
     AlertParams,
     alert_scores,
     alert_table,
     harmonic_mean_p,
     history_start,
+    label_factor,
 )
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.cli import main
@@ -207,7 +210,42 @@ def test_alerts_through_the_pipeline_the_cli_and_sql_agree(env, conn, monkeypatc
     assert scored[0] == 4 * len(sessions_between(dt.date(2024, 6, 3), TODAY))
     assert 0 < scored[2] <= 0.02 * scored[1]  # a short history, with planted anomalies
 
+    alert_id = shown[0]["id"]
+    assert main(["label", str(alert_id), "--as", "false_positive", "--note", "earnings"]) == 0
+    capsys.readouterr()
+    assert conn.execute(
+        "SELECT symbol, on_alert FROM anomaly_feedback WHERE anomaly_id = %s", [alert_id]
+    ).fetchone() == (shown[0]["symbol"], True)
+    assert main(["alerts", "--days", "400", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [a["label"] for a in again if a["id"] == alert_id] == ["false_positive"]
+
     assert main(["alerts", "--symbol", "NOPE"]) == 2  # as for the other read commands
     assert capsys.readouterr().err.strip() == (
         "marketpulse: error: no prices stored for symbol 'NOPE'"
     )
+
+
+def test_labels_tighten_a_symbols_budget_from_the_next_session_only():
+    days = pd.to_datetime(["2025-03-03", "2025-03-04", "2025-03-05", "2025-03-06"])
+    scores = pd.DataFrame({"symbol": ["AAPL"] * 4 + ["MSFT"] * 4, "timestamp": [*days, *days]})
+    labels = pd.DataFrame(
+        {
+            "symbol": ["AAPL", "AAPL", "AAPL", "MSFT"],
+            "labelled_on": [dt.date(2025, 3, d) for d in (3, 4, 5, 4)],
+            "label": ["false_positive", "false_positive", "confirmed", "confirmed"],
+        }
+    )
+    factor = label_factor(scores, labels)
+    # AAPL: nothing on the label's own day; 1, then 2 false positives; a confirmation gives one back
+    assert factor[:4].tolist() == [1.0, STRICTER, STRICTER**2, STRICTER]
+    assert factor[4:].tolist() == [1.0] * 4  # a confirmed alert never loosens below the budget
+
+
+def test_labels_never_silence_a_symbol():
+    days = pd.to_datetime(["2025-03-03", "2025-04-01"])
+    scores = pd.DataFrame({"symbol": ["AAPL", "AAPL"], "timestamp": days})
+    labels = pd.DataFrame(
+        {"symbol": "AAPL", "labelled_on": [dt.date(2025, 3, 3)] * 10, "label": "false_positive"}
+    )
+    assert label_factor(scores, labels)[-1] == STRICTER**MAX_STRICTER > 0

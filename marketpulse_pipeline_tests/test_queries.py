@@ -164,7 +164,7 @@ def test_detection_quality_is_scored_for_every_method(table):
     [
         (["latest", "NOPE"], "no prices stored for symbol 'NOPE'"),
         (["anomalies", "--symbol", "NOPE"], "no prices stored for symbol 'NOPE'"),
-        (["label", "12345", "--as", "confirmed"], "no anomaly with id 12345"),
+        (["label", "12345", "--as", "confirmed"], "no anomaly or alert with id 12345"),
     ],
 )
 def test_unknown_things_get_a_clean_error(cli, capsys, args, message):

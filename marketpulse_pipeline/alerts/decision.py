@@ -21,7 +21,7 @@ import pandas as pd
 from marketpulse_pipeline.alerts.calibration import CALIBRATION_SESSIONS, tail_probability
 from marketpulse_pipeline.alerts.signals import HISTORY_SESSIONS, SIGNALS, signal_statistics
 from marketpulse_pipeline.calendar import session_offset
-from marketpulse_pipeline.detectors.base import param, to_json
+from marketpulse_pipeline.detectors.base import anomaly_id, param, to_json
 
 CONTRIBUTES = 0.01
 """A signal at or below this probability is named among an alert's methods."""
@@ -29,6 +29,12 @@ MARKET_MOVE = 0.05
 """A symbol's return at or below this probability counts as moving with the market."""
 MIN_MARKET_SYMBOLS = 4
 MIN_MARKET_MOVERS = 3
+
+
+STRICTER = 0.5
+"""Each net false-positive label on a symbol's alerts multiplies its budget by this..."""
+MAX_STRICTER = 3
+"""...up to this many times: labels tighten a noisy symbol, they never silence it."""
 
 
 @dataclass(frozen=True)
@@ -56,23 +62,47 @@ def history_start(day: dt.date) -> dt.date:
 
 
 def alert_scores(
-    prices: pd.DataFrame, params: AlertParams, score: np.ndarray | None = None
+    prices: pd.DataFrame,
+    params: AlertParams,
+    score: np.ndarray | None = None,
+    labels: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per symbol-session of `prices` (symbol, timestamp, OHLCV; sorted by symbol, then day):
     each signal's statistic and tail probability (`p_<signal>`), the combined `p_value`,
     `is_alert`, `market_wide` and the `methods` behind it. Only the rows of `score` (a mask;
-    default all) get probabilities: the others are history."""
+    default all) get probabilities: the others are history. `labels` (symbol, labelled_on,
+    label) tighten the budget of symbols whose alerts people marked false positive."""
     scores = signal_statistics(prices, params.benchmark)
     keys = scores["symbol"].to_numpy()
     for name in SIGNALS:
         scores[f"p_{name}"] = tail_probability(keys, scores[name].to_numpy(), rows=score)
     probabilities = scores[[f"p_{name}" for name in SIGNALS]].to_numpy()
     scores["p_value"] = harmonic_mean_p(probabilities)
-    scores["is_alert"] = (scores["p_value"] <= params.budget).to_numpy(dtype=bool)
+    budget = params.budget * label_factor(scores, labels)
+    scores["is_alert"] = (scores["p_value"] <= budget).to_numpy(dtype=bool)
     scores["market_wide"] = _market_wide(scores, params.market_share)
     contributing = np.where(probabilities <= CONTRIBUTES, np.array(SIGNALS, dtype=object), None)
     scores["methods"] = [[m for m in row if m is not None] for row in contributing]
     return scores
+
+
+def label_factor(scores: pd.DataFrame, labels: pd.DataFrame | None) -> np.ndarray:
+    """Per row, how much stricter the symbol's budget is that day: STRICTER to the power of its
+    false-positive labels less its confirmed ones (0 to MAX_STRICTER), counting only labels
+    given before the day — a label on day L changes nothing up to L (point in time)."""
+    factor = np.ones(len(scores))
+    if labels is None or labels.empty:
+        return factor
+    vote = labels["label"].map({"false_positive": 1, "confirmed": -1}).fillna(0)
+    days = scores["timestamp"].to_numpy(dtype="datetime64[ns]")
+    for symbol, given in labels.assign(vote=vote).groupby("symbol"):
+        rows = np.flatnonzero(scores["symbol"].to_numpy() == symbol)
+        given = given.sort_values("labelled_on")
+        net = np.concatenate([[0], given["vote"].cumsum().to_numpy()])
+        on = pd.to_datetime(given["labelled_on"]).to_numpy(dtype="datetime64[ns]")
+        before = np.searchsorted(on, days[rows], side="left")  # labels strictly before the day
+        factor[rows] = STRICTER ** np.clip(net[before], 0, MAX_STRICTER)
+    return factor
 
 
 def _market_wide(scores: pd.DataFrame, share: float) -> pd.Series:
@@ -105,4 +135,12 @@ def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
         to_json({"statistic": dict(zip(SIGNALS, row, strict=True))}) if alert else None
         for row, alert in zip(numbers, scores["is_alert"], strict=True)
     ]
-    return table.assign(methods=scores["methods"], details=pd.Series(details, dtype="str"))
+    ids = [
+        anomaly_id(symbol, pd.Timestamp(day), "alert", "alert")
+        for symbol, day in zip(table["symbol"], table["timestamp"], strict=True)
+    ]
+    return table.assign(
+        methods=scores["methods"],
+        details=pd.Series(details, dtype="str"),
+        id=pd.Series(ids, dtype="int64"),
+    )

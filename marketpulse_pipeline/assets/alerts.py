@@ -30,6 +30,7 @@ from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import AlertScores, empty, validated
+from marketpulse_pipeline.storage.queries import alert_labels
 from marketpulse_pipeline.storage.tables import (
     ALERT_SCORES,
     MARKET_LOCK,
@@ -114,9 +115,12 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                             dict.fromkeys(watchlist, span),
                             columns=PRICE_COLUMNS,
                         )
+                        labels = alert_labels(conn, symbols)
                     with clock.stage("compute"):
                         wanted = inside_windows(prices, windows)
-                        found = alert_scores(prices, params, score=_market_days(prices, wanted))
+                        found = alert_scores(
+                            prices, params, score=_market_days(prices, wanted), labels=labels
+                        )
                         scores = alert_table(found[wanted.to_numpy()])
                         scores = validated(AlertScores, scores)
                 with clock.stage("write"):

@@ -70,7 +70,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     _command(commands, "health", "schema version, freshness; exit 1 when stale", _health)
 
-    label = _command(commands, "label", "mark an anomaly false_positive or confirmed", _label)
+    label = _command(
+        commands, "label", "mark an anomaly or alert false_positive or confirmed", _label
+    )
     label.add_argument("anomaly_id", type=_anomaly_id)
     label.add_argument("--as", dest="label", required=True, choices=queries.LABELS)
     label.add_argument("--note")

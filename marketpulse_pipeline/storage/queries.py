@@ -9,6 +9,8 @@ from collections.abc import Iterable
 import pandas as pd
 import psycopg
 
+from marketpulse_pipeline.calendar import MARKET_TIMEZONE
+
 LABELS = ("false_positive", "confirmed")
 
 
@@ -103,20 +105,50 @@ def require_symbol(conn: psycopg.Connection, symbol: str) -> None:
         raise UnknownError(f"no prices stored for symbol {symbol!r}")
 
 
+_ALERT_STALE_AFTER_LABEL = (
+    "UPDATE watermarks SET valid_through = %(day)s, updated_at = now()"
+    " WHERE target = 'alert_scores' AND symbol = %(symbol)s AND valid_through > %(day)s"
+)
+
+
 def label_anomaly(
     conn: psycopg.Connection, anomaly_id: int, label: str, note: str | None, who: str
 ) -> pd.DataFrame:
-    """Record a user's label; the anomaly must exist now (labels outlive it afterwards)."""
+    """Record a user's label on an anomaly or an alert; it must exist now (labels outlive it
+    afterwards). A label on an alert tightens its symbol's budget from the next session on, so
+    any alert scores already stored after the label's day are recomputed."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}, not {label!r}")
-    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM anomalies WHERE id = %s)", [anomaly_id])
-    if not exists.fetchone()[0]:
-        raise UnknownError(f"no anomaly with id {anomaly_id}")
+    with conn.transaction():
+        found = conn.execute(
+            "SELECT symbol, false FROM anomalies WHERE id = %(id)s UNION ALL"
+            " SELECT symbol, true FROM alert_scores WHERE id = %(id)s AND is_alert",
+            {"id": anomaly_id},
+        ).fetchone()
+        if found is None:
+            raise UnknownError(f"no anomaly or alert with id {anomaly_id}")
+        symbol, on_alert = found
+        recorded = _frame(
+            conn,
+            "INSERT INTO anomaly_feedback (anomaly_id, label, note, labelled_by, symbol, on_alert)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " RETURNING anomaly_id, label, note, labelled_by, labelled_at",
+            [anomaly_id, label, note, who, symbol, on_alert],
+        )
+        if on_alert:
+            day = recorded["labelled_at"].iloc[0].tz_convert(MARKET_TIMEZONE).date()
+            conn.execute(_ALERT_STALE_AFTER_LABEL, {"day": day, "symbol": symbol})
+    return recorded
+
+
+def alert_labels(conn: psycopg.Connection, symbols: Iterable[str]) -> pd.DataFrame:
+    """The latest label of each labelled alert of `symbols`: symbol, labelled_on (the market's
+    date of the label), label."""
     return _frame(
         conn,
-        "INSERT INTO anomaly_feedback (anomaly_id, label, note, labelled_by)"
-        " VALUES (%s, %s, %s, %s) RETURNING anomaly_id, label, note, labelled_by, labelled_at",
-        [anomaly_id, label, note, who],
+        "SELECT symbol, (labelled_at AT TIME ZONE %s)::date AS labelled_on, label"
+        " FROM anomaly_labels WHERE on_alert AND symbol = ANY(%s) ORDER BY labelled_at",
+        [MARKET_TIMEZONE, list(symbols)],
     )
 
 
