@@ -5,7 +5,8 @@ marketpulse_pipeline.benchmark worker SPEC`): the wall time is process start to 
 memory is that process's, and the time per stage comes from the `seconds_<stage>` metadata the
 assets record in the run's Dagster instance. Side by side, in the same database, it measures
 the floors: a bare binary COPY of the same rows into identical tables (write floor) and the pure
-compute of features, every method and the consensus on the same frames (compute floor).
+compute of features, every method, the consensus and the alert scores on the same frames
+(compute floor).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ WRITTEN_TABLES = (
     "price_features",
     "anomalies",
     "anomaly_consensus",
+    "alert_scores",
 )
 SESSIONS_PER_YEAR = 252
 
@@ -236,6 +238,7 @@ def run_step(
 
 def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWindow]) -> None:
     """The write floor (bare binary COPY of the rows just written) and the compute floor."""
+    from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores
     from marketpulse_pipeline.consensus import consensus
     from marketpulse_pipeline.detectors import DETECTORS
     from marketpulse_pipeline.features.indicators import compute_features
@@ -264,6 +267,8 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     market["in_window"] = inside_windows(market, window)
     found = [d.detect(market, d.params()) for d in DETECTORS.values()]
     consensus(pd.concat(found, ignore_index=True))
+    ordered = prices.sort_values(["symbol", "timestamp"], ignore_index=True)
+    alert_scores(ordered, AlertParams(), score=inside_windows(ordered, window).to_numpy())
     step.compute_floor_seconds = time.perf_counter() - began
 
 
