@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.detectors import DETECTORS
 from marketpulse_pipeline.features.indicators import compute_features
 from marketpulse_pipeline.settings import DEFAULT_SYMBOLS
@@ -97,3 +98,26 @@ def test_unadjusted_history_would_be_flagged_on_every_split_day(market):
         stale.loc[before, ["open", "high", "low", "close"]] *= split.value
     flagged = flags(stale, ["zscore"])["zscore"]
     assert len(market.splits[KEYS].merge(flagged, on=KEYS)) == len(market.splits)
+
+
+@pytest.mark.slow
+def test_the_demo_restates_its_split_and_flags_nothing_on_the_split_day(
+    env, conn, monkeypatch, capsys
+):
+    """`marketpulse demo` at the pinned clock: SPY's planted 5:1 split of 2025-02-18 is in its
+    window, so it loads the eve's prices first and the run after restates them."""
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "SPY has a 5:1 split on 2025-02-18" in out
+    assert "SPY: synthetic restated its history from" in out
+    assert conn.execute(
+        'SELECT symbol, "timestamp", kind, value, source FROM corporate_actions'
+    ).fetchall() == [("SPY", dt.date(2025, 2, 18), "split", 5.0, "synthetic")]
+    assert conn.execute("SELECT symbol, factor, rows_replaced FROM restatements").fetchall() == [
+        ("SPY", 5.0, 250)
+    ]
+    split_day = {"symbol": "SPY", "day": dt.date(2025, 2, 18)}
+    flagged = 'SELECT count(*) FROM {} WHERE symbol = %(symbol)s AND "timestamp" = %(day)s'
+    assert conn.execute(flagged.format("anomalies"), split_day).fetchone() == (0,)
+    assert conn.execute(flagged.format("alerts"), split_day).fetchone() == (0,)
