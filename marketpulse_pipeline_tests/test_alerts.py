@@ -24,7 +24,7 @@ from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.schemas import AlertScores, validated
 from marketpulse_pipeline.sources.synthetic import SyntheticSource
-from marketpulse_pipeline_tests.conftest import TODAY
+from marketpulse_pipeline_tests.conftest import CLOCK, TODAY
 
 AS_OF = dt.date(2025, 12, 31)
 HISTORY = SessionWindow(dt.date(2019, 1, 2), AS_OF)
@@ -214,8 +214,12 @@ def test_alerts_through_the_pipeline_the_cli_and_sql_agree(env, conn, monkeypatc
     assert main(["label", str(alert_id), "--as", "false_positive", "--note", "earnings"]) == 0
     capsys.readouterr()
     assert conn.execute(
-        "SELECT symbol, on_alert FROM anomaly_feedback WHERE anomaly_id = %s", [alert_id]
-    ).fetchone() == (shown[0]["symbol"], True)
+        "SELECT symbol, on_alert, labelled_at FROM anomaly_feedback WHERE anomaly_id = %s",
+        [alert_id],
+    ).fetchone() == (shown[0]["symbol"], True, pd.Timestamp(CLOCK).to_pydatetime())
+    assert main(["alerts", "--days", "400"]) == 0  # the text shows the id to label, and labels
+    text = capsys.readouterr().out
+    assert str(alert_id) in text and "false_positive" in text
     assert main(["alerts", "--days", "400", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert [a["label"] for a in again if a["id"] == alert_id] == ["false_positive"]

@@ -84,7 +84,17 @@ def test_the_graph_flows_from_prices_to_consensus(make_defs):
     consensus = graph.get(dg.AssetKey("anomaly_consensus"))
     assert {key.to_user_string() for key in consensus.parent_keys} == {
         f"anomalies_{m}"
-        for m in ("zscore", "iqr", "isolation_forest", "moving_average", "volume", "technical")
+        for m in (
+            "zscore",
+            "iqr",
+            "isolation_forest",
+            "moving_average",
+            "volume",
+            "technical",
+            "volatility_adjusted",
+        )
     }
     features = graph.get(dg.AssetKey("price_features"))
     assert {key.to_user_string() for key in features.parent_keys} == {"stock_prices"}
+    alerts = graph.get(dg.AssetKey("alerts"))
+    assert {key.to_user_string() for key in alerts.parent_keys} == {"stock_prices"}

@@ -114,6 +114,12 @@ def test_the_cli_and_the_sql_function_agree(cli, table):
     assert [r["id"] for r in rows] == sql["id"].tolist()
 
 
+def test_no_alerts_is_no_rows_not_an_error(cli, capsys):
+    """80 sessions are too few for the alert layer's calibration: nothing to show, calmly."""
+    assert main(["alerts"]) == 0
+    assert capsys.readouterr().out.strip() == "(no rows)"
+
+
 def test_stats_add_up(cli, table):
     rows = cli("stats", "--days", "60")
     stats = pd.DataFrame(rows)

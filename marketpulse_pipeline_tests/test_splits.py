@@ -121,3 +121,8 @@ def test_the_demo_restates_its_split_and_flags_nothing_on_the_split_day(
     flagged = 'SELECT count(*) FROM {} WHERE symbol = %(symbol)s AND "timestamp" = %(day)s'
     assert conn.execute(flagged.format("anomalies"), split_day).fetchone() == (0,)
     assert conn.execute(flagged.format("alerts"), split_day).fetchone() == (0,)
+
+    # again: the database is past the split, so no eve's load (which would be a clock moved back)
+    assert main(["demo"]) == 0, capsys.readouterr().err
+    assert "split on" not in capsys.readouterr().out
+    assert conn.execute("SELECT count(*) FROM restatements").fetchone() == (1,)

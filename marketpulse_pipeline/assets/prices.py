@@ -58,6 +58,12 @@ RESTATEMENT_OVERLAP = 5
 GAP_CHECK = "every_session_has_a_bar"
 LOADED_CHECK = "every_symbol_loaded"
 REJECTED_CHECK = "no_rejected_rows"
+CLOCK_MOVED_BACK = (
+    "stored prices run past the latest completed session (was the clock moved back?): not"
+    " loaded, since bars after the clock cannot be re-read to notice a split; `marketpulse db"
+    " remove-future` removes those rows"
+)
+"""The `every_symbol_loaded` line for symbols whose stored prices run past the clock."""
 
 
 def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -132,9 +138,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             database.hold_symbols(context)
             spans = stored_spans(conn, STOCK_PRICES, symbols)
             refused = {  # bars from after the clock cannot be re-read to notice a split
-                symbol: f"{symbol}: stored prices run to {end}, after {latest}, the latest"
-                " completed session (was the clock moved back?): not loaded; `marketpulse db"
-                " remove-future` removes those rows"
+                symbol: f"{symbol}: stored prices run to {end}, after {latest}: was the clock"
+                " moved back? (`marketpulse db remove-future`)"
                 for symbol, end in ahead_of_clock(spans, latest).items()
             }
             symbols = [s for s in symbols if s not in refused]
@@ -251,7 +256,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "restatements": dg.MetadataValue.md(_restatements_table(logged)),
                 **timer.metadata(),
             },
-            check_results=[gap_check, _loaded_check(failed), _rejected_check(gate)],
+            check_results=[gap_check, _loaded_check(failed, refused), _rejected_check(gate)],
         )
         yield dg.MaterializeResult(
             asset_key="injected_anomalies", metadata={"anomalies_injected": len(injected)}
@@ -337,12 +342,16 @@ def _gap_check(gaps: pd.DataFrame, tolerance: int) -> dg.AssetCheckResult:
     )
 
 
-def _loaded_check(failed: Mapping[str, str]) -> dg.AssetCheckResult:
+def _loaded_check(failed: Mapping[str, str], refused: Mapping[str, str]) -> dg.AssetCheckResult:
+    """Every symbol loaded; the ones refused for a clock moved back are named on one line."""
+    reasons = [reason for symbol, reason in failed.items() if symbol not in refused]
+    if refused:
+        reasons.append(f"{', '.join(refused)}: {CLOCK_MOVED_BACK}")
     return dg.AssetCheckResult(
         check_name=LOADED_CHECK,
         passed=not failed,
         metadata={
-            "summary": "; ".join(failed.values()) or "none",
+            "summary": "; ".join(reasons) or "none",
             "symbols_failed": ", ".join(failed) or "none",
         },
     )

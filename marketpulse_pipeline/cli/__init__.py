@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else BAD_INPUT
     try:
         return args.handler(args, Settings.from_env())
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (SettingsError, ValueError, LookupError) as error:
         return _fail("error", error, BAD_INPUT)
     except psycopg.OperationalError as error:

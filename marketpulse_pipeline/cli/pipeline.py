@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from marketpulse_pipeline.calendar import (
+    EARLIEST_SESSION,
     SessionWindow,
     closing_bell,
     next_session,
@@ -151,7 +152,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     settings = dataclasses.replace(settings, source="synthetic")
     split = _last_split(settings, SessionWindow(next_session(start), end))
-    if split is not None:  # show a restatement: load the prices as served before the split
+    if split is not None and _stored_through(settings) < previous_session(split[1]):
+        # show a restatement: load the prices as served before the split (once: a database
+        # already holding later prices is past it)
         symbol, day, ratio = split
         eve = previous_session(day)
         split = f"a {ratio:g}:1 split" if ratio >= 1 else f"a 1:{1 / ratio:g} reverse split"
@@ -165,6 +168,18 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         if _materialize(args, before, settings.symbols, request, assets=prices):
             return 1
     return _materialize(args, settings, settings.symbols, PriceRequest(start, end))
+
+
+def _stored_through(settings: Settings) -> dt.date:
+    """The last session any watchlist symbol has prices for (EARLIEST_SESSION when none)."""
+    from marketpulse_pipeline.storage.database import connect, resolve_url
+
+    with connect(resolve_url(settings.database_url, settings.home)) as conn:
+        last = conn.execute(
+            'SELECT max("timestamp") FROM stock_prices WHERE symbol = ANY(%s)',
+            [list(settings.symbols)],
+        ).fetchone()[0]
+    return last or EARLIEST_SESSION
 
 
 def _last_split(settings: Settings, window: SessionWindow) -> tuple[str, dt.date, float] | None:

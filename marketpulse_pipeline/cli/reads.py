@@ -46,7 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     alerts = _command(
         commands, "alerts", "recent alerts (the rare sessions), newest first", _alerts
     )
-    alerts.add_argument("--symbol", type=_symbol)
+    alerts.add_argument("--symbol", type=_symbol, help="one ticker symbol (default: all)")
     alerts.add_argument(
         "--days", type=_days, default=30, help=f"days back, 1 to {MAX_DAYS} (default 30)"
     )
@@ -73,7 +73,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     label = _command(
         commands, "label", "mark an anomaly or alert false_positive or confirmed", _label
     )
-    label.add_argument("anomaly_id", type=_anomaly_id)
+    label.add_argument(
+        "anomaly_id", type=_anomaly_id, metavar="ID", help="an anomaly's or an alert's id"
+    )
     label.add_argument("--as", dest="label", required=True, choices=queries.LABELS)
     label.add_argument("--note")
 
@@ -151,22 +153,34 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _alert_lines(found: pd.DataFrame) -> pd.DataFrame:
-    """One line per alert, and one per market-wide session however many symbols it moved."""
+    """One line per alert with its id (what `label` takes) and label, and one per market-wide
+    session however many symbols it moved (their ids are in `--json`)."""
+    if found.empty:
+        return found
     lines = found.assign(
+        id=found["id"].astype(str),
         p_value=found["p_value"].map("{:.2g}".format),
         methods=found["methods"].map(", ".join),
         return_pct=found["return_pct"].round(2),
+        label=found["label"].fillna(""),
     )
     wide = lines[lines["market_wide"]]
     market = wide.groupby("timestamp", sort=False).agg(
-        symbol=("symbol", lambda s: f"market-wide: {', '.join(s)}"),
-        p_value=("p_value", "first"),
+        symbol=("symbol", _market_symbols),
+        p_value=("p_value", "first"),  # the strongest: rows come smallest p first
         methods=("methods", "first"),
-        return_pct=("return_pct", "median"),
+        return_pct=("return_pct", lambda r: round(r.median(), 2)),
     )
-    rows = pd.concat([lines[~lines["market_wide"]], market.reset_index()], ignore_index=True)
+    market = market.reset_index().assign(id="", label="")
+    rows = pd.concat([lines[~lines["market_wide"]], market], ignore_index=True)
     rows = rows.sort_values("timestamp", ascending=False, kind="stable")
-    return rows[["timestamp", "symbol", "p_value", "return_pct", "methods"]]
+    return rows[["timestamp", "symbol", "id", "p_value", "return_pct", "methods", "label"]]
+
+
+def _market_symbols(symbols: pd.Series) -> str:
+    if len(symbols) == 1:
+        return f"{symbols.iloc[0]} (market-wide day)"
+    return f"market-wide: {', '.join(symbols)} (median return)"
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,7 +219,7 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 def _label(args: argparse.Namespace, settings: Settings) -> int:
     with connect(resolve_url(settings.database_url, settings.home)) as conn:  # it writes
         recorded = queries.label_anomaly(
-            conn, args.anomaly_id, args.label, args.note, getpass.getuser()
+            conn, args.anomaly_id, args.label, args.note, getpass.getuser(), at=settings.now
         )
     _show(recorded, args.json)
     return 0

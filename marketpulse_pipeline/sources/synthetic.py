@@ -11,7 +11,7 @@ returns before the bars are built, so open/high/low/close stay consistent on eve
 one is reported by `injected_anomalies` as ground truth.
 
 Splits are planted too, from a stream of their own (so they move no other number): a forward
-split when the traded price is at or below the symbol's level, a reverse split when above.
+split when the traded price is at or above the symbol's level, a reverse split when below.
 The source serves history as a vendor does — split-adjusted as of its `as_of` day — so history
 read before a split and read again after it differs by the ratio. `corporate_actions` reports
 the splits: they are ground truth that no detector may flag.

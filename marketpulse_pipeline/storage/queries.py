@@ -112,11 +112,17 @@ _ALERT_STALE_AFTER_LABEL = (
 
 
 def label_anomaly(
-    conn: psycopg.Connection, anomaly_id: int, label: str, note: str | None, who: str
+    conn: psycopg.Connection,
+    anomaly_id: int,
+    label: str,
+    note: str | None,
+    who: str,
+    at: dt.datetime | None = None,
 ) -> pd.DataFrame:
-    """Record a user's label on an anomaly or an alert; it must exist now (labels outlive it
-    afterwards). A label on an alert tightens its symbol's budget from the next session on, so
-    any alert scores already stored after the label's day are recomputed."""
+    """Record a user's label on an anomaly or an alert, given `at` (default: now; a pinned
+    clock's moment); it must exist now (labels outlive it afterwards). A label on an alert
+    tightens its symbol's budget from the next session on, so any alert scores already stored
+    after the label's day are recomputed."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}, not {label!r}")
     with conn.transaction():
@@ -130,10 +136,11 @@ def label_anomaly(
         symbol, on_alert = found
         recorded = _frame(
             conn,
-            "INSERT INTO anomaly_feedback (anomaly_id, label, note, labelled_by, symbol, on_alert)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
+            "INSERT INTO anomaly_feedback"
+            " (anomaly_id, label, note, labelled_by, symbol, on_alert, labelled_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, now()))"
             " RETURNING anomaly_id, label, note, labelled_by, labelled_at",
-            [anomaly_id, label, note, who, symbol, on_alert],
+            [anomaly_id, label, note, who, symbol, on_alert, at],
         )
         if on_alert:
             day = recorded["labelled_at"].iloc[0].tz_convert(MARKET_TIMEZONE).date()
