@@ -279,7 +279,7 @@ def test_an_empty_symbols_argument_is_one_line_on_stderr(clean_env, capsys):
         (["stats", "--days", "-3"], ["--days"]),
         (["history", "AAPL", "--days", "1e3"], ["--days"]),
         (["latest", "AAPL,MSFT"], ["symbol"]),
-        (["label", str(2**70), "--as", "confirmed"], ["anomaly_id"]),
+        (["label", str(2**70), "--as", "confirmed"], ["argument ID"]),
         (["no-such-command"], ["invalid choice"]),
     ],
 )
