@@ -78,12 +78,19 @@ def alert_scores(
         scores[f"p_{name}"] = tail_probability(keys, scores[name].to_numpy(), rows=score)
     probabilities = scores[[f"p_{name}" for name in SIGNALS]].to_numpy()
     scores["p_value"] = harmonic_mean_p(probabilities)
-    budget = params.budget * label_factor(scores, labels)
-    scores["is_alert"] = (scores["p_value"] <= budget).to_numpy(dtype=bool)
+    scores["is_alert"] = is_alert(scores, params, labels)
     scores["market_wide"] = _market_wide(scores, params.market_share)
     contributing = np.where(probabilities <= CONTRIBUTES, np.array(SIGNALS, dtype=object), None)
     scores["methods"] = [[m for m in row if m is not None] for row in contributing]
     return scores
+
+
+def is_alert(
+    scores: pd.DataFrame, params: AlertParams, labels: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Whether each row's `p_value` is within its symbol's budget that day (labels tighten)."""
+    budget = params.budget * label_factor(scores, labels)
+    return (scores["p_value"] <= budget).to_numpy(dtype=bool)
 
 
 def label_factor(scores: pd.DataFrame, labels: pd.DataFrame | None) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores
+from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores, is_alert
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.quality import detection_quality, explained
 from marketpulse_pipeline.settings import DEFAULT_SYMBOLS
@@ -54,15 +54,9 @@ def synthetic(
 ) -> pd.DataFrame:
     """Precision, recall and F1 of the alert flag per planted kind, from `scored_from` (the
     years before are the signals' and the calibration's history)."""
-    from marketpulse_pipeline.sources.synthetic import SyntheticSource
-
-    source = SyntheticSource(seed=seed, as_of=history.end)
-    bars = source.bars(list(symbols), history).drop(columns="source_ref")
-    scores = alert_scores(bars.sort_values(["symbol", "timestamp"], ignore_index=True), params)
-    scored = scores[(scores["timestamp"] >= pd.Timestamp(scored_from)) & scores["p_value"].notna()]
-    truth = source.injected_anomalies(list(symbols), SessionWindow(scored_from, history.end))
-    alerts = scored.loc[scored["is_alert"], ["symbol", "timestamp"]].assign(method="alert")
-    return detection_quality(alerts, truth, ["alert"], len(scored))
+    bars, truth = _synthetic_market(seed, symbols, history, scored_from)
+    scores = alert_scores(bars, params)
+    return _quality(scores[scores["timestamp"] >= pd.Timestamp(scored_from)], truth)
 
 
 def labels_raise_precision(
@@ -72,13 +66,8 @@ def labels_raise_precision(
     planted anomaly lies within a session of it, confirmed otherwise — on the alert's day; the
     labels tighten the budget of the symbols they name from the next session on. The precision
     and recall of the second half, without and with those labels."""
-    from marketpulse_pipeline.sources.synthetic import SyntheticSource
-
     history, start = SYNTHETIC_HISTORY, SYNTHETIC_SCORED_FROM
-    source = SyntheticSource(seed=seed, as_of=history.end)
-    bars = source.bars(list(symbols), history).drop(columns="source_ref")
-    bars = bars.sort_values(["symbol", "timestamp"], ignore_index=True)
-    truth = source.injected_anomalies(list(symbols), SessionWindow(start, history.end))
+    bars, truth = _synthetic_market(seed, symbols, history, start)
     middle = pd.Timestamp(start) + (pd.Timestamp(history.end) - pd.Timestamp(start)) / 2
     plain = alert_scores(bars, params)
     first = plain[plain["is_alert"] & plain["timestamp"].between(pd.Timestamp(start), middle)]
@@ -87,14 +76,38 @@ def labels_raise_precision(
         labelled_on=first["timestamp"].dt.date,
         label=np.where(right, "confirmed", "false_positive"),
     )[["symbol", "labelled_on", "label"]]
-    rows = []
-    labelled = alert_scores(bars, params, labels=labels)
-    for name, scores in (("without labels", plain), ("with labels", labelled)):
-        later = scores[(scores["timestamp"] > middle) & scores["p_value"].notna()]
-        alerts = later.loc[later["is_alert"], ["symbol", "timestamp"]].assign(method="alert")
-        quality = detection_quality(alerts, truth, ["alert"], len(later)).iloc[0]
-        rows.append({"second half": name, **quality[["detections", "precision", "recall", "f1"]]})
+    # labels change only the budget: the same probabilities, flagged again
+    labelled = plain.assign(is_alert=is_alert(plain, params, labels))
+    rows = [
+        {
+            "second half": name,
+            **_quality(scores[scores["timestamp"] > middle], truth).iloc[0][
+                ["detections", "precision", "recall", "f1"]
+            ],
+        }
+        for name, scores in (("without labels", plain), ("with labels", labelled))
+    ]
     return pd.DataFrame(rows).assign(false_positive_labels=int((~right).sum()))
+
+
+def _synthetic_market(
+    seed: int, symbols: Sequence[str], history: SessionWindow, scored_from: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The synthetic bars over `history` (sorted for `alert_scores`) and the anomalies planted
+    from `scored_from` on."""
+    from marketpulse_pipeline.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource(seed=seed, as_of=history.end)
+    bars = source.bars(list(symbols), history).drop(columns="source_ref")
+    truth = source.injected_anomalies(list(symbols), SessionWindow(scored_from, history.end))
+    return bars.sort_values(["symbol", "timestamp"], ignore_index=True), truth
+
+
+def _quality(scores: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The alert flag's quality over the scored rows of `scores`."""
+    scored = scores[scores["p_value"].notna()]
+    alerts = scored.loc[scored["is_alert"], ["symbol", "timestamp"]].assign(method="alert")
+    return detection_quality(alerts, truth, ["alert"], len(scored))
 
 
 def index_history(name: str) -> pd.DataFrame:

@@ -104,11 +104,12 @@ def _market_relative(
     """|residual| of each return against the benchmark's on the same day; NaN for the
     benchmark itself, or without one."""
     keys = prices["symbol"].to_numpy()
-    if benchmark is None or benchmark not in set(keys):
+    is_benchmark = keys == benchmark
+    if not is_benchmark.any():
         return np.full(len(prices), np.nan)
-    own = pd.Series(returns, index=pd.MultiIndex.from_frame(prices[["symbol", "timestamp"]]))
-    market = prices["timestamp"].map(own.xs(benchmark, level="symbol")).to_numpy("float64")
-    market = np.where(keys == benchmark, np.nan, market)
+    by_day = pd.Series(returns[is_benchmark], index=prices["timestamp"][is_benchmark])
+    market = prices["timestamp"].map(by_day).to_numpy("float64")
+    market = np.where(is_benchmark, np.nan, market)
     return np.abs(_residual(keys, returns, market))
 
 

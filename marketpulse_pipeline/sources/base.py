@@ -8,7 +8,7 @@ quarantined, so a vendor's bad rows are kept with a reason instead of vanishing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -115,26 +115,24 @@ def fetch_bars(
 
 def fetch_injected(source: PriceSource, windows: Mapping[str, SessionWindow]) -> pd.DataFrame:
     """The source's ground-truth anomalies in every symbol's window."""
-    frames = [
-        source.injected_anomalies(symbols, window)
-        for window, symbols in _by_window(windows).items()
-    ]
-    return conform(
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), INJECTED_DTYPES
-    )
+    return _per_window(source.injected_anomalies, windows, INJECTED_DTYPES)
 
 
 def fetch_corporate_actions(
     source: PriceSource, windows: Mapping[str, SessionWindow]
 ) -> pd.DataFrame:
     """The source's splits and dividends in every symbol's window."""
-    frames = [
-        source.corporate_actions(symbols, window) for window, symbols in _by_window(windows).items()
-    ]
-    return conform(
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-        CORPORATE_ACTION_DTYPES,
-    )
+    return _per_window(source.corporate_actions, windows, CORPORATE_ACTION_DTYPES)
+
+
+def _per_window(
+    ask: Callable[[Sequence[str], SessionWindow], pd.DataFrame],
+    windows: Mapping[str, SessionWindow],
+    dtypes: Mapping[str, str],
+) -> pd.DataFrame:
+    """`ask` once per distinct window, for its symbols; the answers as one frame."""
+    frames = [ask(symbols, window) for window, symbols in _by_window(windows).items()]
+    return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), dtypes)
 
 
 def _by_window(windows: Mapping[str, SessionWindow]) -> dict[SessionWindow, list[str]]:
