@@ -16,7 +16,7 @@ import numpy as np
 from marketpulse_pipeline.features.rolling import group_bounds, windows
 
 CALIBRATION_SESSIONS = 1260
-TAIL_SESSIONS = 50
+TAIL_SESSIONS = 100
 MIN_HISTORY = 60
 
 

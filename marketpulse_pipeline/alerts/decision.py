@@ -39,7 +39,7 @@ MAX_STRICTER = 3
 
 @dataclass(frozen=True)
 class AlertParams:
-    budget: float = param(0.002, "Alert when the combined probability is at most this.")
+    budget: float = param(0.001, "Alert when the combined probability is at most this.")
     benchmark: str = param("SPY", "Symbol market_relative measures each return against.")
     market_share: float = param(
         0.5, "Share of the watchlist moving unusually together that makes a day market-wide."

@@ -7,12 +7,14 @@ Each signal is a statistic, larger = more unusual, judged against the sessions b
   crash in that year does not widen the yardstick;
 - `volatility_adjusted`: the return over a RiskMetrics (EWMA, λ = 0.94) volatility of the
   returns before it, which reacts within days to a change of regime: a 4 % drop after a calm
-  spell counts as the shock it is;
-- `range`: the day's high/low range over the median range of the previous year — the flash
-  crash of 2010-05-06 closed -3.2 % but spanned 9 %;
+  spell counts as the shock it is. Each earlier return counts as at most `WINSORIZE` robust
+  spreads of its year, so one shock does not blunt the yardstick for the weeks after it;
+- `range`: the day's high/low range over that volatility — the flash crash of 2010-05-06
+  closed -3.2 % but spanned 9 %; a wide range in a stormy month is no news;
 - `volume`: log volume above what the day's move explains (a least-squares line of log volume
-  on the volatility-adjusted move, over the previous year), in the residual's standard
-  deviations — big moves bring big volume; a spike the move does not explain is news;
+  on log(1 + the `return` statistic), over the previous year — volume grows with the move,
+  less than in proportion), in the residual's standard deviations: a spike the move does not
+  explain is news;
 - `market_relative`: the return the benchmark's does not explain (a one-year beta), in the
   residual's standard deviations — a move of the symbol, not of the market.
 
@@ -36,9 +38,11 @@ BASELINE_SESSIONS = 252
 EWMA_LAMBDA = 0.94
 EWMA_SESSIONS = 250  # λ^250 ≈ 2e-7: the weights beyond it are nothing
 MIN_BASELINE = 20
-HISTORY_SESSIONS = BASELINE_SESSIONS + EWMA_SESSIONS + 2
-"""Sessions before a day that its signals read: the volume signal's year-long line is fitted
-on moves that each read the EWMA volatility's span before them (and a return, two bars)."""
+WINSORIZE = 4.0
+HISTORY_SESSIONS = BASELINE_SESSIONS + max(BASELINE_SESSIONS, EWMA_SESSIONS) + 2
+"""Sessions before a day that its signals read: the volume signal's year-long line and the
+volatility's span are over statistics that each read a year's baseline before them (and a
+return, two bars)."""
 
 
 def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFrame:
@@ -52,14 +56,17 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
     log_volume = np.log(np.maximum(prices["volume"].to_numpy(dtype="float64"), 1.0))
 
     centre, spread = _baseline(keys, returns, BASELINE_SESSIONS)
-    typical_range = _trailing(keys, log_range, BASELINE_SESSIONS, np.nanmedian)
+    deviation = returns - centre
+    volatility = ewma_volatility(
+        keys, deviation, EWMA_LAMBDA, EWMA_SESSIONS, bound=WINSORIZE * spread
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        move = np.abs(returns) / ewma_volatility(keys, returns, EWMA_LAMBDA, EWMA_SESSIONS)
+        distance = np.abs(deviation) / spread
         statistics = {
-            "return": np.abs(returns - centre) / spread,
-            "volatility_adjusted": move,
-            "range": log_range / typical_range,
-            "volume": _residual(keys, log_volume, move),
+            "return": distance,
+            "volatility_adjusted": np.abs(returns) / volatility,
+            "range": log_range / volatility,
+            "volume": _residual(keys, log_volume, np.log1p(distance)),
             "market_relative": _market_relative(prices, returns, benchmark),
         }
     frame = prices[["symbol", "timestamp"]].copy()

@@ -77,13 +77,22 @@ def trailing_zscore(
 
 
 def ewma_volatility(
-    keys: np.ndarray, returns: np.ndarray, decay: float, span: int, min_periods: int = 20
+    keys: np.ndarray,
+    returns: np.ndarray,
+    decay: float,
+    span: int,
+    min_periods: int = 20,
+    bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """RiskMetrics volatility of the returns before each day (same symbol): weights
     (1 - decay) decay^k on the squared return k + 1 sessions back, over a fixed `span` so every
     day is computed afresh (decay^span is what is left out: 2e-7 for 0.94 and 250). NaN with
-    fewer than `min_periods` returns, or none but zeros."""
+    fewer than `min_periods` returns, or none but zeros. With `bound` (per row), each return
+    counts as at most its bound in size: one shock then does not inflate the volatility that
+    judges the weeks after it (winsorized EWMA)."""
     weights = (1 - decay) * decay ** np.arange(span)
+    if bound is not None:
+        returns = np.where(np.isfinite(bound), np.clip(returns, -bound, bound), returns)
 
     def one_symbol(r: np.ndarray) -> np.ndarray:
         past = windows(r**2, span, include_current=False)[:, ::-1]  # newest first
