@@ -186,6 +186,13 @@ class Anomalies(pa.DataFrameModel):
     details: Series[str] = pa.Field(
         metadata=_pg("jsonb"), description="JSON: the value, baseline, bound and direction"
     )
+    p_value: Series[float] = pa.Field(
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Tail probability: share of the symbol's previous year scoring at least as"
+        " high (comparable across methods and symbols); null with under 60 sessions of it",
+    )
 
     @pa.check("score", "severity", name="finite", error="must be a finite number")
     def finite(cls, values: Series[float]) -> Series[bool]:

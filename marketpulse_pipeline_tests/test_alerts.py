@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpulse_pipeline.alerts.calibration import tail_probability
 from marketpulse_pipeline.alerts.decision import (
     MAX_STRICTER,
     STRICTER,
@@ -22,6 +21,7 @@ from marketpulse_pipeline.alerts.decision import (
 )
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.cli import main
+from marketpulse_pipeline.detectors.calibration import tail_probability
 from marketpulse_pipeline.schemas import AlertScores, validated
 from marketpulse_pipeline.sources.synthetic import SyntheticSource
 from marketpulse_pipeline_tests.conftest import CLOCK, TODAY

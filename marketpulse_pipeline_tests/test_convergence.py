@@ -39,7 +39,7 @@ TABLES = {
     "injected_anomalies": 'SELECT symbol, "timestamp", kind, magnitude, duration'
     " FROM injected_anomalies ORDER BY 1, 2, 3",
     "price_features": 'SELECT * FROM price_features ORDER BY symbol, "timestamp"',
-    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity,'
+    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity, p_value,'
     " details::text FROM anomalies ORDER BY id",
     "anomaly_consensus": 'SELECT * FROM anomaly_consensus ORDER BY symbol, "timestamp"',
     "watermarks": "SELECT target, symbol, valid_through FROM watermarks ORDER BY 1, 2",

@@ -48,3 +48,16 @@ def test_method_recalls_injected_price_shocks(market_and_shocks, method):
     recall = len(hits) / len(shocks)
     print(f"{method}: recall of {len(shocks)} injected price shocks = {recall:.2f}")
     assert recall >= MINIMUM_RECALL[method]
+
+
+@pytest.mark.parametrize("method", list(DETECTORS))
+def test_every_flagged_day_gets_a_tail_probability_and_shocks_are_rare(market_and_shocks, method):
+    """With a year of scores before the window, each flag says how rare its day is for its
+    symbol; an injected shock is rarer than the method's typical flag."""
+    market, shocks = market_and_shocks
+    detector = DETECTORS[method]
+    found = detector.detect(market, detector.params())
+    assert found["p_value"].between(0, 1, inclusive="right").all()
+    on_shocks = found.merge(shocks[["symbol", "timestamp"]], on=["symbol", "timestamp"])
+    assert on_shocks["p_value"].median() < found["p_value"].median()
+    assert on_shocks["p_value"].median() <= 0.05

@@ -17,7 +17,7 @@ HISTORY_START = dt.date(2024, 9, 3)  # enough for an Isolation Forest model by 2
 DAILY = sessions_between(dt.date(2025, 6, 24), dt.date(2025, 7, 8)).date  # crosses a refit point
 QUERIES = {
     "price_features": "SELECT * FROM price_features",
-    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity,'
+    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity, p_value,'
     " details::text FROM anomalies",
     "anomaly_consensus": "SELECT * FROM anomaly_consensus",
     "alert_scores": 'SELECT symbol, "timestamp", p_value, is_alert, market_wide, p_return,'

@@ -23,7 +23,7 @@ TABLES = {
     "stock_prices": 'SELECT symbol, "timestamp", open, high, low, close, volume, source'
     " FROM stock_prices ORDER BY 1, 2",
     "price_features": 'SELECT * FROM price_features ORDER BY symbol, "timestamp"',
-    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity,'
+    "anomalies": 'SELECT id, symbol, "timestamp", anomaly_type, method, score, severity, p_value,'
     " details::text FROM anomalies ORDER BY id",
     "anomaly_consensus": 'SELECT * FROM anomaly_consensus ORDER BY symbol, "timestamp"',
     "watermarks": "SELECT target, symbol, valid_through FROM watermarks ORDER BY 1, 2",

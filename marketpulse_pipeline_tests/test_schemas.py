@@ -28,6 +28,7 @@ def anomalies() -> pd.DataFrame:
             "score": [3.1, 4.0],
             "severity": [1.2, 1.3],
             "details": ["{}", "{}"],
+            "p_value": [0.004, np.nan],
         }
     ).astype({"symbol": "str", "anomaly_type": "str", "method": "str", "details": "str"})
 

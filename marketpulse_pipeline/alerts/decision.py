@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.alerts.calibration import CALIBRATION_SESSIONS, tail_probability
 from marketpulse_pipeline.alerts.signals import HISTORY_SESSIONS, SIGNALS, signal_statistics
 from marketpulse_pipeline.calendar import session_offset
 from marketpulse_pipeline.detectors.base import anomaly_id, param, to_json
+from marketpulse_pipeline.detectors.calibration import CALIBRATION_SESSIONS, tail_probability
 
 CONTRIBUTES = 0.01
 """A signal at or below this probability is named among an alert's methods."""

@@ -16,6 +16,7 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow
 from marketpulse_pipeline.detectors import DETECTORS, Detector
+from marketpulse_pipeline.detectors.base import calibrated_history_start
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import Anomalies, validated
 from marketpulse_pipeline.storage.tables import (
@@ -72,7 +73,7 @@ def build_anomaly_asset(
             windows = {s: plan.compute for s, plan in plans.items()}
             live = {s: w for s, w in windows.items() if not w.is_empty}
             history = {
-                s: SessionWindow(detector.history_start(params, w.start), w.end)
+                s: SessionWindow(calibrated_history_start(detector, params, w.start), w.end)
                 for s, w in live.items()
             }
             with clock.stage("read"):

@@ -19,6 +19,11 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.calendar import session_offset
+from marketpulse_pipeline.detectors.calibration import (
+    METHOD_CALIBRATION_SESSIONS,
+    METHOD_TAIL_SESSIONS,
+    tail_probability,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,12 @@ def param(default: object, description: str) -> Any:
 def sessions_before(count: Callable[[Any], int]) -> Callable[[Any, dt.date], dt.date]:
     """`history_start` for methods that look back a fixed number of sessions."""
     return lambda params, start: session_offset(start, -count(params))
+
+
+def calibrated_history_start(detector: Detector, params: object, start: dt.date) -> dt.date:
+    """The first session a method reads to score and calibrate a window starting on `start`:
+    each day's tail probability ranks its score among the previous year's scores."""
+    return detector.history_start(params, session_offset(start, -METHOD_CALIBRATION_SESSIONS))
 
 
 def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:
@@ -75,13 +86,25 @@ def anomaly_rows(
     score: np.ndarray,
     severity: np.ndarray,
     details: dict[str, np.ndarray | float | int | str],
+    p_value: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The anomalies frame for the rows of `market` where `flagged` (and `in_window`) is true.
 
-    `details` maps each key to a per-row array or a constant; it becomes one JSON object per row.
+    `score` is per row of `market` (larger = more unusual); each flagged day's `p_value` is its
+    tail probability among the symbol's scores of the previous year in `market` (see
+    `calibrated_history_start`), unless the method gives its own (per row). `details` maps each
+    key to a per-row array or a constant; it becomes one JSON object per row.
     """
     mask = np.asarray(flagged, dtype=bool) & market["in_window"].to_numpy(dtype=bool)
     rows = np.flatnonzero(mask)
+    if p_value is None:
+        p_value = tail_probability(
+            market["symbol"].to_numpy(),
+            np.asarray(score, dtype="float64"),
+            window=METHOD_CALIBRATION_SESSIONS,
+            tail=METHOD_TAIL_SESSIONS,
+            rows=mask,
+        )
     types = np.broadcast_to(np.asarray(anomaly_type, dtype=object), len(market))[rows]
     symbols = market["symbol"].to_numpy()[rows]
     stamps = market["timestamp"].to_numpy()[rows]
@@ -105,6 +128,7 @@ def anomaly_rows(
                 to_json({key: values[i] for key, values in columns.items()})
                 for i in range(len(rows))
             ],
+            "p_value": np.asarray(p_value, dtype="float64")[rows],
         }
     ).astype(
         {

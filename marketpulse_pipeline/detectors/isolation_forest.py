@@ -4,7 +4,8 @@ One model per symbol and refit point. Refit points are fixed sessions of the tra
 (the first session of each quarter by default); the model for a refit point is trained on the
 `training_sessions` sessions before it, and it scores every day up to the next refit point. So
 which model scores day D depends only on D — never on how a run was chunked — and no model
-ever sees a row from the days it scores.
+ever sees a row from the days it scores. A day's tail probability ranks its score among the
+model's scores of its training sessions: the year before, as for the other methods.
 """
 
 import datetime as dt
@@ -16,6 +17,7 @@ import pandas as pd
 
 from marketpulse_pipeline.calendar import nyse, session_offset
 from marketpulse_pipeline.detectors.base import Detector, anomaly_rows, object_array, param
+from marketpulse_pipeline.detectors.calibration import METHOD_TAIL_SESSIONS, probability_among
 
 FEATURES = ("return_pct", "volume_change_pct", "range_pct", "gap_pct", "rsi_14", "bb_percent_b")
 REFIT_PERIODS = {"month": "M", "quarter": "Q", "year": "Y"}
@@ -66,6 +68,7 @@ def detect(market: pd.DataFrame, params: IsolationForestParams) -> pd.DataFrame:
     stamps = market["timestamp"].to_numpy()
     fitted_at = points[points.searchsorted(stamps, side="right") - 1]
     scores = np.full(len(market), np.nan)
+    p_values = np.full(len(market), np.nan)
     thresholds = np.full(len(market), np.nan)
     standout: list[object] = [None] * len(market)
     values = market[list(FEATURES)].to_numpy(dtype="float64")
@@ -92,6 +95,12 @@ def detect(market: pd.DataFrame, params: IsolationForestParams) -> pd.DataFrame:
                 continue
             z = (values[rows] - mean) / std
             scores[rows] = -model.score_samples(z)  # the paper's anomaly score, in (0, 1]
+            trained = -model.score_samples((values[train] - mean) / std)
+            p_values[rows] = probability_among(
+                scores[rows],
+                np.broadcast_to(trained, (len(rows), len(trained))),
+                tail=METHOD_TAIL_SESSIONS,
+            )
             thresholds[rows] = -model.offset_
             for row, row_z in zip(rows, z, strict=True):
                 order = np.argsort(-np.abs(row_z), kind="stable")[: params.top_features]
@@ -105,6 +114,7 @@ def detect(market: pd.DataFrame, params: IsolationForestParams) -> pd.DataFrame:
         "multivariate",
         score=scores,
         severity=scores / thresholds,
+        p_value=p_values,
         details={
             "score": scores,
             "threshold": thresholds,

@@ -1,4 +1,5 @@
-"""How rare a statistic is for its symbol, judged against the symbol's own past only.
+"""How rare a statistic is for its symbol, judged against the symbol's own past only: the
+tail probability every detection method and every alert signal gives the days it scores.
 
 A day's tail probability is the share of the previous `window` sessions whose statistic was at
 least as large, the day itself counted so it is never 0. Beyond the `tail`-th largest of those
@@ -16,6 +17,9 @@ import numpy as np
 from marketpulse_pipeline.features.rolling import group_bounds, windows
 
 CALIBRATION_SESSIONS = 1260
+METHOD_CALIBRATION_SESSIONS = 252
+METHOD_TAIL_SESSIONS = 20
+"""A detection method's days are judged against its previous year's scores."""
 TAIL_SESSIONS = 100
 MIN_HISTORY = 60
 
@@ -46,8 +50,16 @@ def tail_probability(
 def _one_symbol(
     series: np.ndarray, wanted: np.ndarray, window: int, tail: int, min_history: int
 ) -> np.ndarray:
-    values = series[wanted]
-    past = np.sort(windows(series, window, include_current=False)[wanted], axis=1)  # NaN last
+    past = windows(series, window, include_current=False)[wanted]
+    return probability_among(series[wanted], past, tail, min_history)
+
+
+def probability_among(
+    values: np.ndarray, past: np.ndarray, tail: int = TAIL_SESSIONS, min_history: int = MIN_HISTORY
+) -> np.ndarray:
+    """Per value, its tail probability among its row of `past` (n, window; NaN = absent)."""
+    window = past.shape[1]
+    past = np.sort(past, axis=1)  # NaN last
     finite = np.isfinite(past).sum(axis=1)
     at_least = (past >= values[:, None]).sum(axis=1)
     empirical = (at_least + 1) / (finite + 1)
