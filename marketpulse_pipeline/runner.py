@@ -1,7 +1,8 @@
 """Run the pipeline in-process, as the CLI does: as few Dagster runs as the partitions allow.
 
 A run covers a contiguous range of symbol partitions, so the whole watchlist is one run and any
-subset is one run per contiguous stretch of it.
+subset is one run per contiguous stretch of it (then the earlier stretches' computed assets once
+more: a later stretch's prices may change what their market-wide rows read).
 """
 
 import datetime as dt
@@ -17,6 +18,7 @@ import dagster as dg
 from marketpulse_pipeline.automation import DAILY_JOB, QUALITY_JOB
 
 ProgressFn = Callable[[str], None]
+PRICES = dg.AssetKey("stock_prices")
 _SKIPPED = "Dependencies for step"  # Dagster's note on each step after a failure: noise here
 
 
@@ -95,6 +97,8 @@ def run_pipeline(
         if day is not None
     }
     run_config = {"resources": {"window": {"config": window}}, **_console(verbose)}
+    ranges = contiguous_ranges(ordered, symbols)
+    selection = [dg.AssetKey(asset) for asset in assets] if assets else None
     outcomes = [
         _launch(
             job,
@@ -102,14 +106,28 @@ def run_pipeline(
             _Reporter(progress, log_dir),
             chunk,
             run_config,
-            {
-                "dagster/asset_partition_range_start": chunk[0],
-                "dagster/asset_partition_range_end": chunk[-1],
-            },
-            [dg.AssetKey(asset) for asset in assets] if assets else None,
+            _range_tags(chunk),
+            selection,
         )
-        for chunk in contiguous_ranges(ordered, symbols)
+        for chunk in ranges
     ]
+    if not assets and len(ranges) > 1:
+        # A later range's new prices (a benchmark's, the market's share) made the earlier
+        # ranges' market-wide rows stale (MARKET_TARGETS): bring them up to date, no fetching.
+        fetched = defs.resolve_assets_def(PRICES).keys
+        computed = [key for key in job.asset_layer.selected_asset_keys if key not in fetched]
+        outcomes += [
+            _launch(
+                job,
+                instance,
+                _Reporter(progress, log_dir),
+                chunk,
+                run_config,
+                _range_tags(chunk),
+                computed,
+            )
+            for chunk in ranges[:-1]
+        ]
     if assets:
         return outcomes
     # Then score the detectors once, over every symbol (the daemon's sensor does this too).
@@ -212,6 +230,13 @@ class _Reporter:
 def log_path(log_dir: Path, run_id: str) -> Path:
     """Where a failed run's full errors are."""
     return log_dir / f"{run_id}.log"
+
+
+def _range_tags(symbols: list[str]) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": symbols[0],
+        "dagster/asset_partition_range_end": symbols[-1],
+    }
 
 
 def _symbols(symbols: list[str]) -> str:

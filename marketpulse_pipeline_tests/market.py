@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from marketpulse_pipeline.calendar import sessions_between
+from marketpulse_pipeline.detectors import DETECTORS
+from marketpulse_pipeline.detectors.base import with_benchmark_returns
 from marketpulse_pipeline.features.indicators import compute_features
 
 
@@ -33,3 +35,15 @@ def zigzag(n: int, step_pct: float = 0.5, start: float = 100.0) -> np.ndarray:
     """Closes that alternate +step% and -step%: calm, but with a spread."""
     returns = np.where(np.arange(1, n) % 2 == 1, step_pct, -step_pct) / 100.0
     return start * np.cumprod(np.r_[1.0, 1.0 + returns])
+
+
+def detect(method: str, frame: pd.DataFrame, **params) -> pd.DataFrame:
+    """`method`'s anomalies on `frame`, read as the asset reads it: a method measuring symbols
+    against benchmarks gets their returns from the frame's own closes."""
+    detector = DETECTORS[method]
+    chosen = detector.params(**params)
+    if detector.benchmarks:
+        benchmark_of = detector.benchmarks(chosen, list(frame["symbol"].unique()))
+        closes = frame[["symbol", "timestamp", "close"]]
+        frame = with_benchmark_returns(frame, closes, benchmark_of)
+    return detector.detect(frame, chosen)

@@ -92,6 +92,7 @@ def test_the_graph_flows_from_prices_to_consensus(make_defs):
             "volume",
             "technical",
             "volatility_adjusted",
+            "market_relative",
         )
     }
     features = graph.get(dg.AssetKey("price_features"))

@@ -6,19 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpulse_pipeline.detectors import DETECTORS
 from marketpulse_pipeline.detectors.iqr import IqrParams
 from marketpulse_pipeline.detectors.isolation_forest import IsolationForestParams, refit_point
 from marketpulse_pipeline.detectors.moving_average import MovingAverageParams
 from marketpulse_pipeline.detectors.technical import TechnicalParams
 from marketpulse_pipeline.detectors.volume import VolumeParams
 from marketpulse_pipeline.detectors.zscore import ZScoreParams
-from marketpulse_pipeline_tests.market import market, zigzag
-
-
-def detect(method: str, frame: pd.DataFrame, **params) -> pd.DataFrame:
-    detector = DETECTORS[method]
-    return detector.detect(frame, detector.params(**params))
+from marketpulse_pipeline_tests.market import detect, market, zigzag
 
 
 def with_jump(closes: np.ndarray, day: int, pct: float) -> np.ndarray:
@@ -182,3 +176,27 @@ def test_isolation_forest_never_trains_on_the_days_it_scores():
 
 def test_isolation_forest_needs_enough_history():
     assert detect("isolation_forest", forest_market(n=100)).empty
+
+
+def two_symbols(stock: np.ndarray, index: np.ndarray) -> pd.DataFrame:
+    return pd.concat([market(stock, symbol="AAPL"), market(index, symbol="SPY")], ignore_index=True)
+
+
+def test_a_move_the_market_shares_is_not_market_relative():
+    rng = np.random.default_rng(7)
+    index = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 320)))
+    stock = index * np.exp(np.cumsum(rng.normal(0, 0.004, 320)))  # beta 1, its own noise
+    crash = with_jump(index, 300, -9.0), with_jump(stock, 300, -9.0)
+    assert detect("market_relative", two_symbols(crash[1], crash[0])).empty
+    alone = detect("market_relative", two_symbols(with_jump(stock, 300, -9.0), index))
+    assert alone[["symbol", "anomaly_type"]].values.tolist() == [["AAPL", "relative_drop"]]
+    assert alone["timestamp"].iloc[0] == market(stock)["timestamp"][300]
+    assert json.loads(alone["details"].iloc[0])["benchmark"] == "SPY"
+
+
+def test_without_its_benchmark_a_symbol_gets_no_market_relative_score():
+    rng = np.random.default_rng(7)
+    stock = with_jump(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 320))), 300, -20.0)
+    assert detect("market_relative", market(stock, symbol="AAPL")).empty
+    frame = two_symbols(stock, stock)
+    assert detect("market_relative", frame, sector_benchmarks="AAPL=XLK").empty

@@ -80,6 +80,7 @@ def test_backfill_and_daily_runs_give_identical_rows(
         "volume",
         "technical",
         "volatility_adjusted",
+        "market_relative",
     }
     assert len(one_run["anomaly_consensus"]) > 0
 

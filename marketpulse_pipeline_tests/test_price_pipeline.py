@@ -79,7 +79,7 @@ def test_one_run_materializes_every_symbol_partition(make_defs, instance):
     assets = {
         key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned
     }
-    assert len(assets) == 12  # prices, ground truth, features, seven methods, consensus, alerts
+    assert len(assets) == 13  # prices, ground truth, features, eight methods, consensus, alerts
     assert partitions == {(asset, symbol) for asset in assets for symbol in symbols}
 
 
@@ -87,7 +87,9 @@ def test_non_contiguous_symbols_take_one_run_per_stretch(make_defs, instance):
     outcomes = run(
         make_defs(), instance, symbols=["AAPL", "MSFT", "AMZN"], start=SUMMER[0], end=SUMMER[0]
     )
-    assert [o.symbols for o in outcomes] == [["AAPL"], ["MSFT", "AMZN"], []]  # [] scores quality
+    # then AAPL's computed assets again (MSFT's and AMZN's prices may change what they read),
+    # then [] scores quality
+    assert [o.symbols for o in outcomes] == [["AAPL"], ["MSFT", "AMZN"], ["AAPL"], []]
 
 
 def test_re_running_a_window_changes_nothing(make_defs, instance, conn):
@@ -314,3 +316,18 @@ def test_cli_reports_bad_arguments_without_a_traceback(env, capsys):
     assert "not in the watchlist: NOPE" in capsys.readouterr().err
     assert main(["backfill", "--start", "July"]) == 2
     assert "is not a date" in capsys.readouterr().err
+
+
+def test_a_watchlist_without_its_benchmark_runs_and_says_so(make_defs, instance, conn):
+    defs = make_defs(MARKETPULSE_START_DATE="2024-06-03")
+    run(defs, instance, as_of=dt.date(2025, 7, 31))  # AAPL and GOOGL: SPY is not loaded
+    event = instance.get_latest_materialization_event(dg.AssetKey("anomalies_market_relative"))
+    benchmarks = event.asset_materialization.metadata["benchmarks"].value
+    assert benchmarks == "SPY (no prices: nothing scored against it)"
+    count = "SELECT count(*) FROM anomalies WHERE method = 'market_relative'"
+    assert conn.execute(count).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM anomaly_consensus").fetchone()[0] > 0
+
+    run(defs, instance, symbols=("AAPL", "GOOGL", "SPY"), as_of=dt.date(2025, 7, 31))
+    event = instance.get_latest_materialization_event(dg.AssetKey("anomalies_market_relative"))
+    assert event.asset_materialization.metadata["benchmarks"].value == "SPY"

@@ -158,6 +158,7 @@ def test_detection_quality_is_scored_for_every_method(table):
         "moving_average",
         "technical",
         "volatility_adjusted",
+        "market_relative",
         "volume",
         "zscore",
     }

@@ -17,6 +17,7 @@ from marketpulse_pipeline.detectors import DETECTORS
 from marketpulse_pipeline.features.indicators import compute_features
 from marketpulse_pipeline.settings import DEFAULT_SYMBOLS
 from marketpulse_pipeline.sources.synthetic import SyntheticSource
+from marketpulse_pipeline_tests.market import detect
 
 AS_OF = dt.date(2025, 12, 31)
 HISTORY = SessionWindow(dt.date(2020, 1, 2), AS_OF)
@@ -28,10 +29,7 @@ def flags(bars: pd.DataFrame, methods: Iterable[str] = DETECTORS) -> dict[str, p
     prices = bars.drop(columns="source_ref")
     market = prices.merge(compute_features(prices), on=KEYS).assign(in_window=True)
     return {
-        method: DETECTORS[method]
-        .detect(market, DETECTORS[method].params())[KEYS]
-        .drop_duplicates()
-        .reset_index(drop=True)
+        method: detect(method, market)[KEYS].drop_duplicates().reset_index(drop=True)
         for method in methods
     }
 

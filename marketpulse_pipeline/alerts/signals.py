@@ -24,14 +24,16 @@ afresh, so a day computed alone equals the same day inside a backfill.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.features.rolling import ewma_volatility, per_group, shift, windows
-
-Reduce = Callable[..., np.ndarray]
+from marketpulse_pipeline.features.rolling import (
+    ewma_volatility,
+    per_group,
+    shift,
+    trailing_finite,
+    trailing_residual,
+)
 
 SIGNALS = ("return", "volatility_adjusted", "range", "volume", "market_relative")
 BASELINE_SESSIONS = 252
@@ -66,7 +68,7 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
             "return": distance,
             "volatility_adjusted": np.abs(returns) / volatility,
             "range": log_range / volatility,
-            "volume": _residual(keys, log_volume, np.log1p(distance)),
+            "volume": trailing_residual(keys, log_volume, np.log1p(distance), BASELINE_SESSIONS),
             "market_relative": _market_relative(prices, returns, benchmark),
         }
     frame = prices[["symbol", "timestamp"]].copy()
@@ -76,32 +78,17 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
     return frame
 
 
-def _trailing(keys: np.ndarray, values: np.ndarray, size: int, reduce: Reduce) -> np.ndarray:
-    """`reduce` (axis 1) of the finite values among each value's previous `size` of the same
-    symbol; NaN where fewer than MIN_BASELINE are finite."""
-
-    def one_symbol(x: np.ndarray) -> np.ndarray:
-        past = windows(x, size, include_current=False)
-        enough = np.isfinite(past).sum(axis=1) >= MIN_BASELINE
-        out = np.full(len(past), np.nan)
-        if enough.any():
-            out[enough] = reduce(past[enough], axis=1)
-        return out
-
-    return per_group(keys, values, one_symbol)
-
-
 def _baseline(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Median and scaled median absolute deviation (a standard deviation for normal data) of
     each value's previous `size` of the same symbol: robust, so last month's crash does not
     hide this month's by widening the spread it is measured in."""
-    median = _trailing(keys, values, size, np.nanmedian)
+    median = trailing_finite(keys, values, size, np.nanmedian, MIN_BASELINE)
 
     def mad(past: np.ndarray, axis: int) -> np.ndarray:
         centre = np.nanmedian(past, axis=axis, keepdims=True)
         return 1.4826 * np.nanmedian(np.abs(past - centre), axis=axis)
 
-    spread = _trailing(keys, values, size, mad)
+    spread = trailing_finite(keys, values, size, mad, MIN_BASELINE)
     return median, np.where(spread > 0, spread, np.nan)
 
 
@@ -117,24 +104,4 @@ def _market_relative(
     by_day = pd.Series(returns[is_benchmark], index=prices["timestamp"][is_benchmark])
     market = prices["timestamp"].map(by_day).to_numpy("float64")
     market = np.where(is_benchmark, np.nan, market)
-    return np.abs(_residual(keys, returns, market))
-
-
-def _residual(keys: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """`y`'s residual from its least-squares line on `x` over the previous year (same symbol),
-    in the residual's standard deviations: what `x` does not explain."""
-    both = np.isfinite(y) & np.isfinite(x)
-    y, x = np.where(both, y, np.nan), np.where(both, x, np.nan)
-
-    def trailing(values: np.ndarray) -> np.ndarray:
-        return _trailing(keys, values, BASELINE_SESSIONS, np.nanmean)
-
-    mean_y, mean_x = trailing(y), trailing(x)
-    cov = trailing(x * y) - mean_x * mean_y
-    var_x = trailing(x * x) - mean_x**2
-    var_y = trailing(y * y) - mean_y**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = cov / var_x
-        residual_var = var_y - slope * cov
-        residual = (y - mean_y) - slope * (x - mean_x)
-        return residual / np.sqrt(np.where(residual_var > 0, residual_var, np.nan))
+    return np.abs(trailing_residual(keys, returns, market, BASELINE_SESSIONS))

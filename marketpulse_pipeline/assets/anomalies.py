@@ -4,6 +4,7 @@ import dataclasses
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from marketpulse_pipeline.assets.metadata import (
     KINDS,
@@ -14,16 +15,21 @@ from marketpulse_pipeline.assets.metadata import (
     report_partitions,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
-from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.calendar import SessionWindow, previous_session
 from marketpulse_pipeline.detectors import DETECTORS, Detector
-from marketpulse_pipeline.detectors.base import calibrated_history_start
+from marketpulse_pipeline.detectors.base import calibrated_history_start, with_benchmark_returns
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import Anomalies, validated
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
+    MARKET_LOCK,
     PRICE_FEATURES,
+    STOCK_PRICES,
     read_market,
+    read_window,
 )
+
+CLOSES = ["symbol", "timestamp", "close"]
 
 
 def anomaly_asset_name(method: str) -> str:
@@ -60,8 +66,15 @@ def build_anomaly_asset(
         symbols = context.partition_keys
         where = {"method": method}
         clock = Stopwatch()
-        with database.outcome(context, anomaly_asset_name(method)), database.connect() as conn:
+        benchmark_of = detector.benchmarks(params, symbols) if detector.benchmarks else {}
+        with (
+            database.outcome(context, anomaly_asset_name(method)),
+            database.connect() as conn,
+            conn.transaction(),
+        ):
             database.hold_symbols(context)
+            if benchmark_of:  # plan to write under the market lock: see MARKET_LOCK
+                conn.execute(MARKET_LOCK.format(mode="_shared"))
             plans = catch_up(
                 conn,
                 ANOMALIES,
@@ -78,6 +91,9 @@ def build_anomaly_asset(
             }
             with clock.stage("read"):
                 market = read_market(conn, history, live)
+                if benchmark_of:
+                    closes = read_closes(conn, set(benchmark_of.values()), history)
+                    market = with_benchmark_returns(market, closes, benchmark_of)
             with clock.stage("detect"):
                 found = detector.detect(market, params)
             with clock.stage("validation"):
@@ -87,6 +103,7 @@ def build_anomaly_asset(
         report_partitions(context, windows, {"anomalies_found": found})
         return dg.MaterializeResult(
             metadata={
+                **_benchmark_metadata(benchmark_of, market),
                 "anomalies_found": len(found),
                 "sessions_scored": int(market["in_window"].sum()),
                 **{
@@ -98,6 +115,33 @@ def build_anomaly_asset(
         )
 
     return anomalies
+
+
+def read_closes(
+    conn: psycopg.Connection, benchmarks: set[str], history: dict[str, SessionWindow]
+) -> pd.DataFrame:
+    """The benchmarks' closes over every symbol's history, from the session before (a return
+    reads two closes): prices, not features, so no other asset's progress matters."""
+    windows = {}
+    if history:
+        span = SessionWindow(
+            previous_session(min(w.start for w in history.values())),
+            max(w.end for w in history.values()),
+        )
+        windows = dict.fromkeys(sorted(benchmarks), span)
+    return read_window(conn, STOCK_PRICES, windows, columns=CLOSES)
+
+
+def _benchmark_metadata(benchmark_of: dict[str, str], market: pd.DataFrame) -> dict[str, str]:
+    """Which benchmark each symbol was measured against, and which had none (no score)."""
+    if not benchmark_of:
+        return {}
+    used = sorted(set(benchmark_of.values()))
+    if "benchmark_return" in market:
+        scored = market.loc[market["in_window"]]
+        answered = set(scored.loc[scored["benchmark_return"].notna(), "benchmark"])
+        used = [b if b in answered else f"{b} (no prices: nothing scored against it)" for b in used]
+    return {"benchmarks": ", ".join(used)}
 
 
 def _type_counts(found: pd.DataFrame, detector: Detector) -> dict[str, int]:

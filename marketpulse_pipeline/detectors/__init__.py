@@ -3,6 +3,7 @@
 from marketpulse_pipeline.detectors import (
     iqr,
     isolation_forest,
+    market_relative,
     moving_average,
     technical,
     volatility_adjusted,
@@ -21,6 +22,7 @@ DETECTORS: dict[str, Detector] = {
         volume,
         technical,
         volatility_adjusted,
+        market_relative,
     )
 }
 METHODS = tuple(DETECTORS)

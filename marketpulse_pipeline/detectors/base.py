@@ -24,6 +24,7 @@ from marketpulse_pipeline.detectors.calibration import (
     METHOD_TAIL_SESSIONS,
     tail_probability,
 )
+from marketpulse_pipeline.features.rolling import per_group, shift
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Detector:
     """The first session whose rows the method needs to score a window starting on a day."""
     description: str
     anomaly_types: tuple[str, ...]
+    benchmarks: Callable[[Any, Sequence[str]], dict[str, str]] | None = None
+    """For a method that reads other symbols' prices: each symbol's benchmark. Its rows then
+    read every symbol's prices (`MARKET_TARGETS`), and its market frame gets `benchmark` and
+    `benchmark_return` (`with_benchmark_returns`)."""
 
 
 def param(default: object, description: str) -> Any:
@@ -53,6 +58,24 @@ def calibrated_history_start(detector: Detector, params: object, start: dt.date)
     """The first session a method reads to score and calibrate a window starting on `start`:
     each day's tail probability ranks its score among the previous year's scores."""
     return detector.history_start(params, session_offset(start, -METHOD_CALIBRATION_SESSIONS))
+
+
+def with_benchmark_returns(
+    market: pd.DataFrame, closes: pd.DataFrame, benchmark_of: dict[str, str]
+) -> pd.DataFrame:
+    """`market` with each row's `benchmark` and its log return that day (`benchmark_return`),
+    from `closes` (symbol, timestamp, close of the benchmarks, sorted); NaN for a symbol that is
+    its own benchmark, or on a day its benchmark has no return."""
+    keys = closes["symbol"].to_numpy()
+    returns = closes.assign(
+        benchmark_return=per_group(
+            keys, closes["close"].to_numpy("float64"), lambda c: np.log(c / shift(c))
+        )
+    ).rename(columns={"symbol": "benchmark"})[["benchmark", "timestamp", "benchmark_return"]]
+    named = market.assign(benchmark=market["symbol"].map(benchmark_of).astype("str"))
+    joined = named.merge(returns, on=["benchmark", "timestamp"], how="left", validate="m:1")
+    own = joined["benchmark"] == joined["symbol"]
+    return joined.assign(benchmark_return=joined["benchmark_return"].where(~own))
 
 
 def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:

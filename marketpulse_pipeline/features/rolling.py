@@ -64,6 +64,50 @@ def trailing(
     )
 
 
+def trailing_finite(
+    keys: np.ndarray,
+    values: np.ndarray,
+    size: int,
+    reduce: Callable[..., np.ndarray],
+    min_periods: int,
+) -> np.ndarray:
+    """`reduce` (a NaN-aware reduction over axis 1) of the finite values among each value's
+    previous `size` of the same symbol; NaN where fewer than `min_periods` are finite."""
+
+    def one_symbol(x: np.ndarray) -> np.ndarray:
+        past = windows(x, size, include_current=False)
+        enough = np.isfinite(past).sum(axis=1) >= min_periods
+        out = np.full(len(past), np.nan)
+        if enough.any():
+            out[enough] = reduce(past[enough], axis=1)
+        return out
+
+    return per_group(keys, values, one_symbol)
+
+
+def trailing_residual(
+    keys: np.ndarray, y: np.ndarray, x: np.ndarray, size: int, min_periods: int = 20
+) -> np.ndarray:
+    """`y`'s residual from its least-squares line on `x` over the previous `size` sessions
+    (same symbol, pairs where both are finite), in the residual's standard deviations: what
+    `x` does not explain."""
+    both = np.isfinite(y) & np.isfinite(x)
+    y, x = np.where(both, y, np.nan), np.where(both, x, np.nan)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return trailing_finite(keys, values, size, np.nanmean, min_periods)
+
+    mean_y, mean_x = mean(y), mean(x)
+    cov = mean(x * y) - mean_x * mean_y
+    var_x = mean(x * x) - mean_x**2
+    var_y = mean(y * y) - mean_y**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = cov / var_x
+        residual_var = var_y - slope * cov
+        residual = (y - mean_y) - slope * (x - mean_x)
+        return residual / np.sqrt(np.where(residual_var > 0, residual_var, np.nan))
+
+
 def trailing_zscore(
     keys: np.ndarray, values: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
+from marketpulse_pipeline.detectors import DETECTORS
 from marketpulse_pipeline.schemas import (
     PG_TYPE,
     AlertScores,
@@ -84,9 +85,6 @@ ANOMALIES = Table("anomalies", Anomalies)
 ANOMALY_CONSENSUS = Table("anomaly_consensus", AnomalyConsensus)
 DETECTION_QUALITY = Table("detection_quality", DetectionQuality)
 ALERT_SCORES = Table("alert_scores", AlertScores)
-MARKET_TARGETS = [ALERT_SCORES.name]
-"""Computed tables whose rows read every symbol's prices (a benchmark, the market's share):
-a change of any symbol's prices from D makes all their rows from D stale."""
 
 
 def _window_arrays(windows: Mapping[str, SessionWindow]) -> list[list]:
@@ -134,6 +132,14 @@ def _slice(where: Mapping[str, str]) -> tuple[sql.Composable, list[str]]:
 def _target(table: Table, where: Mapping[str, str]) -> str:
     """The watermark key: the table, or the slice of it."""
     return table.name + "".join(f"[{key}={value}]" for key, value in sorted(where.items()))
+
+
+MARKET_TARGETS = [
+    ALERT_SCORES.name,
+    *(_target(ANOMALIES, {"method": m}) for m, d in DETECTORS.items() if d.benchmarks),
+]
+"""Computed tables (or slices) whose rows read other symbols' prices (a benchmark, the market's
+share): a change of any symbol's prices from D makes all their rows from D stale."""
 
 
 def _select(table: Table, name: str) -> sql.Composable:
