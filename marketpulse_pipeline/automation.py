@@ -9,21 +9,24 @@ import dagster as dg
 from marketpulse_pipeline.calendar import MARKET_TIMEZONE, closure_reason, is_session
 
 DAILY_JOB = "marketpulse_daily"
-QUALITY_JOB = "score_detectors"
-PER_RUN = dg.AssetSelection.assets("detection_quality")  # whole-history, not per symbol
+AFTER_RUN_JOB = "after_the_run"
+WHOLE_WATCHLIST = dg.AssetSelection.assets("detection_quality", "alert_notifications")
+"""Assets over every symbol at once (not partitioned): they follow the per-symbol runs."""
 
 
 def build_daily_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all() - PER_RUN,
+        selection=dg.AssetSelection.all() - WHOLE_WATCHLIST,
         description="Every symbol-partitioned asset for a window of sessions (default: catch up).",
     )
 
 
-def build_quality_job() -> dg.UnresolvedAssetJobDefinition:
+def build_after_run_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
-        QUALITY_JOB, selection=PER_RUN, description="Score the detectors against ground truth."
+        AFTER_RUN_JOB,
+        selection=WHOLE_WATCHLIST,
+        description="Score the detectors against ground truth and send the new alerts.",
     )
 
 

@@ -241,6 +241,7 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores
     from marketpulse_pipeline.consensus import consensus
     from marketpulse_pipeline.detectors import DETECTORS
+    from marketpulse_pipeline.detectors.base import market_for
     from marketpulse_pipeline.features.indicators import compute_features
     from marketpulse_pipeline.storage import tables
     from marketpulse_pipeline.storage.database import connect
@@ -265,7 +266,7 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     features = compute_features(prices)
     market = prices.merge(features, on=["symbol", "timestamp"])
     market["in_window"] = inside_windows(market, window)
-    found = [d.detect(market, d.params()) for d in DETECTORS.values()]
+    found = [d.detect(market_for(d, d.params(), market), d.params()) for d in DETECTORS.values()]
     consensus(pd.concat(found, ignore_index=True))
     ordered = prices.sort_values(["symbol", "timestamp"], ignore_index=True)
     alert_scores(ordered, AlertParams(), score=inside_windows(ordered, window).to_numpy())

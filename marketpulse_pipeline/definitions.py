@@ -10,13 +10,17 @@ from marketpulse_pipeline.assets.alerts import build_alerts_asset
 from marketpulse_pipeline.assets.anomalies import build_anomaly_assets
 from marketpulse_pipeline.assets.consensus import build_consensus_asset
 from marketpulse_pipeline.assets.features import build_features_asset
+from marketpulse_pipeline.assets.notifications import (
+    build_failure_sensor,
+    build_notifications_asset,
+)
 from marketpulse_pipeline.assets.prices import build_price_assets
 from marketpulse_pipeline.assets.quality import build_quality_asset
 from marketpulse_pipeline.automation import (
+    build_after_run_job,
     build_automation_sensor,
     build_daily_job,
     build_daily_schedule,
-    build_quality_job,
 )
 from marketpulse_pipeline.resources import build_resources
 from marketpulse_pipeline.settings import Settings
@@ -37,10 +41,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_consensus_asset(symbols),
             build_alerts_asset(symbols),
             build_quality_asset(settings.symbols),
+            build_notifications_asset(),
         ],
-        jobs=[daily_job, build_quality_job()],
+        jobs=[daily_job, build_after_run_job()],
         schedules=[build_daily_schedule(daily_job, symbols)],
-        sensors=[build_automation_sensor()],
+        sensors=[build_automation_sensor(), build_failure_sensor()],
         resources=build_resources(settings),
         # One process per run: the run's lock on its symbols (see PostgresResource) lives in it,
         # and the steps are too short to gain from a process each.

@@ -17,6 +17,10 @@ import psycopg
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from marketpulse_pipeline.calendar import latest_completed_session
+from marketpulse_pipeline.delivery.channels import channels_from
+from marketpulse_pipeline.delivery.charts import symbol_chart
+from marketpulse_pipeline.delivery.config import NotificationSettings, notification_settings
+from marketpulse_pipeline.delivery.notify import Notifier
 from marketpulse_pipeline.session_plan import PriceRequest
 from marketpulse_pipeline.settings import (
     DEFAULT_STOOQ_URL,
@@ -207,6 +211,10 @@ class ClockResource(dg.ConfigurableResource):
         """The latest completed NYSE session: nothing after it is ever loaded."""
         return latest_completed_session(parse_moment(self.now, "clock.now") if self.now else None)
 
+    def moment(self) -> dt.datetime:
+        """Now, by this clock."""
+        return parse_moment(self.now, "clock.now") if self.now else dt.datetime.now(dt.UTC)
+
 
 class WindowResource(dg.ConfigurableResource):
     """Which trading days a run loads prices for; computed assets always catch up with them.
@@ -266,6 +274,40 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class NotifierResource(dg.ConfigurableResource):
+    """Where alerts go and the rules they follow (README, Notifications). The secrets are
+    environment variables read when a run starts: the UI shows their names, never values."""
+
+    slack_webhook_url: str = Field(default="", description="MARKETPULSE_SLACK_WEBHOOK_URL")
+    alert_webhook_url: str = Field(default="", description="MARKETPULSE_ALERT_WEBHOOK_URL")
+    alert_webhook_secret: str = Field(
+        default="", description="MARKETPULSE_ALERT_WEBHOOK_SECRET: HMAC key of the signature"
+    )
+    smtp_url: str = Field(default="", description="MARKETPULSE_SMTP_URL: smtp://user:pass@host:587")
+    rules: dict[str, str] = Field(
+        default_factory=dict,
+        description="The other MARKETPULSE_* notification variables (addresses, thresholds,"
+        " modes, snooze, quiet mode, retries, the Dagster URL), by name",
+    )
+
+    def settings(self) -> NotificationSettings:
+        secrets = {
+            "MARKETPULSE_SLACK_WEBHOOK_URL": self.slack_webhook_url,
+            "MARKETPULSE_ALERT_WEBHOOK_URL": self.alert_webhook_url,
+            "MARKETPULSE_ALERT_WEBHOOK_SECRET": self.alert_webhook_secret,
+            "MARKETPULSE_SMTP_URL": self.smtp_url,
+        }
+        values = {**self.rules, **secrets}
+        return notification_settings(lambda name: values.get(name, "").strip() or None)
+
+    def build(self, conn: psycopg.Connection, now: dt.datetime) -> Notifier:
+        """A notifier on `conn`; email shows each alerted symbol's chart."""
+        settings = self.settings()
+        return Notifier(
+            conn, settings, channels_from(settings), now, chart=lambda s: symbol_chart(conn, s)
+        )
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources of a code location, all from one `Settings`."""
     return {
@@ -284,4 +326,23 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "window": WindowResource(),
         "clock": ClockResource(now=settings.now.isoformat() if settings.now else None),
+        "notifier": NotifierResource(
+            **{
+                field: dg.EnvVar(name) if settings.notification_variables.get(name) else ""
+                for field, name in SECRET_FIELDS.items()
+            },
+            rules={
+                name: value
+                for name, value in settings.notification_variables.items()
+                if name not in SECRET_FIELDS.values()
+            },
+        ),
     }
+
+
+SECRET_FIELDS = {
+    "slack_webhook_url": "MARKETPULSE_SLACK_WEBHOOK_URL",
+    "alert_webhook_url": "MARKETPULSE_ALERT_WEBHOOK_URL",
+    "alert_webhook_secret": "MARKETPULSE_ALERT_WEBHOOK_SECRET",
+    "smtp_url": "MARKETPULSE_SMTP_URL",
+}

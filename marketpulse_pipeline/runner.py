@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketpulse_pipeline.automation import DAILY_JOB, QUALITY_JOB
+from marketpulse_pipeline.automation import AFTER_RUN_JOB, DAILY_JOB
 
 ProgressFn = Callable[[str], None]
 PRICES = dg.AssetKey("stock_prices")
@@ -130,10 +130,11 @@ def run_pipeline(
         ]
     if assets:
         return outcomes
-    # Then score the detectors once, over every symbol (the daemon's sensor does this too).
+    # Then score the detectors and send the new alerts, over every symbol (the daemon's
+    # automation sensor does this too).
     outcomes.append(
         _launch(
-            defs.resolve_job_def(QUALITY_JOB),
+            defs.resolve_job_def(AFTER_RUN_JOB),
             instance,
             _Reporter(progress, log_dir),
             [],

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,12 @@ from marketpulse_pipeline.calendar import (
     latest_completed_session,
     nyse,
     session_offset,
+)
+from marketpulse_pipeline.delivery.config import (
+    VARIABLES,
+    NotificationSettings,
+    NotificationSettingsError,
+    notification_settings,
 )
 
 DEFAULT_SYMBOLS = ("AAPL", "GOOGL", "MSFT", "AMZN", "TSLA", "NVDA", "META", "SPY", "QQQ")
@@ -64,6 +70,10 @@ class Settings:
     computed assets stop at the first missing one (and the gap check fails)."""
     now: dt.datetime | None = None
     """MARKETPULSE_NOW: a pinned clock (tests, reproducible runs); None is the system clock."""
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    """Where alerts go and their rules (MARKETPULSE_SLACK_*, _ALERT_WEBHOOK_*, _SMTP_URL, ...)."""
+    notification_variables: dict[str, str] = field(default_factory=dict, repr=False)
+    """Those variables as set, by name (secrets among them: never shown)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +94,10 @@ class Settings:
         if url is None:  # the embedded server will live in MARKETPULSE_HOME
             _check_writable(home, "MARKETPULSE_HOME")
         now = _moment(get("MARKETPULSE_NOW"), "MARKETPULSE_NOW")
+        try:
+            notifications = notification_settings(get)
+        except NotificationSettingsError as error:
+            raise SettingsError(str(error)) from None
         return cls(
             database_url=None if url is None else normalise_database_url(url),
             home=home,
@@ -100,6 +114,8 @@ class Settings:
                 get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0", "MARKETPULSE_MAX_MISSING_SESSIONS"
             ),
             now=now,
+            notifications=notifications,
+            notification_variables={name: v for name in VARIABLES if (v := get(name))},
         )
 
     def today(self) -> dt.date:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from marketpulse_pipeline.calendar import sessions_between
 from marketpulse_pipeline.detectors import DETECTORS
-from marketpulse_pipeline.detectors.base import with_benchmark_returns
+from marketpulse_pipeline.detectors.base import market_for
 from marketpulse_pipeline.features.indicators import compute_features
 
 
@@ -42,8 +42,4 @@ def detect(method: str, frame: pd.DataFrame, **params) -> pd.DataFrame:
     against benchmarks gets their returns from the frame's own closes."""
     detector = DETECTORS[method]
     chosen = detector.params(**params)
-    if detector.benchmarks:
-        benchmark_of = detector.benchmarks(chosen, list(frame["symbol"].unique()))
-        closes = frame[["symbol", "timestamp", "close"]]
-        frame = with_benchmark_returns(frame, closes, benchmark_of)
-    return detector.detect(frame, chosen)
+    return detector.detect(market_for(detector, chosen, frame), chosen)

@@ -4,7 +4,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from marketpulse_pipeline.automation import QUALITY_JOB
+from marketpulse_pipeline.automation import AFTER_RUN_JOB
 from marketpulse_pipeline.calendar import SessionWindow, latest_completed_session, session_offset
 from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.runner import run_pipeline
@@ -76,7 +76,7 @@ def test_a_label_whose_anomaly_is_gone_is_reported(make_defs, instance, conn, ca
 
     orphans = conn.execute("SELECT anomaly_id, label FROM orphaned_feedback").fetchall()
     assert orphans == [(target["id"], "confirmed")]
-    assert defs.resolve_job_def(QUALITY_JOB).execute_in_process(instance=instance).success
+    assert defs.resolve_job_def(AFTER_RUN_JOB).execute_in_process(instance=instance).success
     event = instance.get_latest_materialization_event(dg.AssetKey("detection_quality"))
     assert event.asset_materialization.metadata["orphaned_labels"].value == 1
 

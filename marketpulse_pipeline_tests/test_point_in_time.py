@@ -12,7 +12,7 @@ from marketpulse_pipeline.calendar import sessions_between
 from marketpulse_pipeline.runner import run_pipeline
 from marketpulse_pipeline.storage.database import connect
 
-SYMBOLS = ["AAPL", "GOOGL"]
+SYMBOLS = ["META", "SPY"]  # contiguous: one run; META is measured against SPY
 HISTORY_START = dt.date(2024, 9, 3)  # enough for an Isolation Forest model by 2025-07-01
 DAILY = sessions_between(dt.date(2025, 6, 24), dt.date(2025, 7, 8)).date  # crosses a refit point
 QUERIES = {

@@ -17,7 +17,7 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, previous_session
 from marketpulse_pipeline.detectors import DETECTORS, Detector
-from marketpulse_pipeline.detectors.base import calibrated_history_start, with_benchmark_returns
+from marketpulse_pipeline.detectors.base import calibrated_history_start, market_for
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import Anomalies, validated
 from marketpulse_pipeline.storage.tables import (
@@ -93,7 +93,7 @@ def build_anomaly_asset(
                 market = read_market(conn, history, live)
                 if benchmark_of:
                     closes = read_closes(conn, set(benchmark_of.values()), history)
-                    market = with_benchmark_returns(market, closes, benchmark_of)
+                    market = market_for(detector, params, market, closes)
             with clock.stage("detect"):
                 found = detector.detect(market, params)
             with clock.stage("validation"):

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import psycopg
 
-from marketpulse_pipeline.cli import pipeline, reads
+from marketpulse_pipeline.cli import notify, pipeline, reads
 from marketpulse_pipeline.settings import Settings, SettingsError, scrub_password
 from marketpulse_pipeline.storage.database import EmbeddedServerError, SchemaOutdated
 
@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     pipeline.add_commands(commands)
     reads.add_commands(commands)
+    notify.add_commands(commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already reported

@@ -25,6 +25,7 @@ from marketpulse_pipeline.storage.database import (
     embedded_url_if_running,
     resolve_url,
 )
+from marketpulse_pipeline.storage.deliveries import undelivered
 
 ANOMALY_COLUMNS = ["id", "symbol", "timestamp", "method", "anomaly_type", "score", "label"]
 MAX_DAYS = 36500  # a century: anything longer is a typo
@@ -52,6 +53,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     alerts.add_argument(
         "--limit", type=_limit, default=50, help=f"rows at most, 1 to {MAX_LIMIT} (default 50)"
+    )
+    alerts.add_argument(
+        "--undelivered",
+        action="store_true",
+        help="instead, the notifications that did not go out: pending, failed, given up",
     )
 
     stats = _command(commands, "stats", "anomaly counts: total, per method, symbol, type", _stats)
@@ -141,6 +147,10 @@ def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    if args.undelivered:
+        with _connect(settings) as conn:
+            _show(undelivered(conn), args.json)
+        return 0
     with _connect(settings) as conn:
         found = queries.recent_alerts(
             conn, symbol=args.symbol, days=args.days, limit=args.limit, today=settings.today()

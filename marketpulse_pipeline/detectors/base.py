@@ -78,6 +78,18 @@ def with_benchmark_returns(
     return joined.assign(benchmark_return=joined["benchmark_return"].where(~own))
 
 
+def market_for(
+    detector: Detector, params: object, market: pd.DataFrame, closes: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """`market` as `detector` reads it: a method measuring symbols against benchmarks gets
+    their returns from `closes` (symbol, timestamp, close; default: the market's own)."""
+    if detector.benchmarks is None:
+        return market
+    benchmark_of = detector.benchmarks(params, list(pd.unique(market["symbol"])))
+    own = market[["symbol", "timestamp", "close"]]
+    return with_benchmark_returns(market, own if closes is None else closes, benchmark_of)
+
+
 def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:
     """A stable 63-bit id: the same anomaly gets the same id in every run and every database."""
     key = f"{symbol}|{timestamp:%Y-%m-%d}|{method}|{anomaly_type}".encode()

@@ -193,3 +193,50 @@ def strongest_consensus(
     ).fetchall()
     columns = ["symbol", "timestamp", "votes", "methods", "severity", "strongest_type"]
     return pd.DataFrame(rows, columns=columns)
+
+
+CHART_SESSIONS = 120
+
+
+def chart_frames(
+    conn: psycopg.Connection,
+    symbol: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    sessions: int = CHART_SESSIONS,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What a symbol's chart shows, from `start` (default: `sessions` stored sessions back) to
+    `end` (default: its latest price): the bars with their indicators, every method's
+    anomalies, and the alerts with their latest label."""
+    require_symbol(conn, symbol)
+    [(first, last)] = conn.execute(
+        'WITH last AS (SELECT coalesce(%(end)s, max("timestamp")) AS day FROM stock_prices'
+        "  WHERE symbol = %(symbol)s)"
+        ' SELECT coalesce(%(start)s, (SELECT "timestamp" FROM stock_prices, last'
+        '   WHERE symbol = %(symbol)s AND "timestamp" <= last.day'
+        '   ORDER BY "timestamp" DESC OFFSET %(back)s LIMIT 1),'
+        '  (SELECT min("timestamp") FROM stock_prices WHERE symbol = %(symbol)s)),'
+        " (SELECT day FROM last)",
+        {"symbol": symbol, "start": start, "end": end, "back": max(sessions - 1, 0)},
+    ).fetchall()
+    window = [symbol, first, last]
+    bars = _frame(
+        conn,
+        'SELECT p."timestamp", p.close, p.volume, f.sma_20, f.bb_upper, f.bb_lower, f.rsi_14'
+        ' FROM stock_prices AS p LEFT JOIN price_features AS f USING (symbol, "timestamp")'
+        ' WHERE p.symbol = %s AND p."timestamp" BETWEEN %s AND %s ORDER BY p."timestamp"',
+        window,
+    )
+    anomalies = _frame(
+        conn,
+        'SELECT DISTINCT "timestamp", method FROM anomalies'
+        ' WHERE symbol = %s AND "timestamp" BETWEEN %s AND %s ORDER BY 1, 2',
+        window,
+    )
+    alerts = _frame(
+        conn,
+        'SELECT "timestamp", p_value, label FROM alerts'
+        ' WHERE symbol = %s AND "timestamp" BETWEEN %s AND %s ORDER BY 1',
+        window,
+    )
+    return bars, anomalies, alerts

@@ -1,0 +1,165 @@
+"""A symbol's picture: price with SMA-20 and Bollinger bands, volume, RSI, and the days that
+mattered — one marker per method, the alerts standing out, labelled false positives hollow.
+
+One function renders every picture MarketPulse shows (email, the Dagster UI, `marketpulse
+chart`, the HTML report). Matplotlib with the Agg backend: no display, no server, the same
+pixels on every machine for the same data.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:  # matplotlib loads only when a picture is drawn
+    import datetime as dt
+
+    import psycopg
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+METHOD_MARKERS = {
+    "zscore": "o",
+    "iqr": "s",
+    "isolation_forest": "D",
+    "moving_average": "^",
+    "volume": "v",
+    "technical": "P",
+    "volatility_adjusted": "X",
+    "market_relative": "h",
+}
+"""One marker per method; a method not listed here gets a dot."""
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """What a chart shows, for one symbol over its window."""
+
+    symbol: str
+    bars: pd.DataFrame  # timestamp, close, volume, sma_20, bb_upper, bb_lower, rsi_14
+    anomalies: pd.DataFrame  # timestamp, method
+    alerts: pd.DataFrame  # timestamp, p_value, label (false_positive | confirmed | None)
+
+
+def render(data: ChartData, fmt: str = "png", dpi: int = 80) -> bytes:
+    """The chart as PNG (or SVG) bytes; a chart with no bars says so instead of failing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    numbers = ["close", "volume", "sma_20", "bb_upper", "bb_lower", "rsi_14"]
+    bars = data.bars.assign(**{c: pd.to_numeric(data.bars[c]).astype("float64") for c in numbers})
+    figure, (price, volume, rsi) = plt.subplots(
+        3, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3.2, 1, 1]}
+    )
+    try:
+        if bars.empty:
+            price.text(0.5, 0.5, f"{data.symbol}: no prices in this window", ha="center")
+            price.set_axis_off(), volume.set_axis_off(), rsi.set_axis_off()
+            return _save(figure, fmt, dpi)
+        days = pd.to_datetime(bars["timestamp"])
+        first, last = days.iloc[0], days.iloc[-1]
+        price.fill_between(
+            days,
+            bars["bb_lower"],
+            bars["bb_upper"],
+            color="#9ecae1",
+            alpha=0.35,
+            label="Bollinger (20, 2)",
+            linewidth=0,
+        )
+        price.plot(days, bars["sma_20"], color="#3182bd", linewidth=1, label="SMA 20")
+        price.plot(days, bars["close"], color="#252525", linewidth=1.3, label="close")
+        close = pd.Series(bars["close"].to_numpy(), index=days)
+        for method, found in data.anomalies.groupby("method", sort=True):
+            at = pd.to_datetime(found["timestamp"])
+            at = at[at.isin(close.index)]
+            price.scatter(
+                at,
+                close[at],
+                marker=METHOD_MARKERS.get(method, "."),
+                s=22,
+                alpha=0.7,
+                label=method,
+                zorder=3,
+            )
+        _alerts(price, data.alerts, close)
+        volume.bar(days, bars["volume"], color="#969696", width=1.0)
+        volume.set_ylabel("volume")
+        rsi.plot(days, bars["rsi_14"], color="#756bb1", linewidth=1)
+        for level in (30, 70):
+            rsi.axhline(level, color="#bdbdbd", linewidth=0.8, linestyle="--")
+        rsi.set_ylim(0, 100)
+        rsi.set_ylabel("RSI 14")
+        price.set_ylabel("price")
+        price.set_title(f"{data.symbol}  {first:%Y-%m-%d} .. {last:%Y-%m-%d}", loc="left")
+        price.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        rsi.xaxis.set_major_formatter(mdates.ConciseDateFormatter(rsi.xaxis.get_major_locator()))
+        for axis in (price, volume, rsi):
+            axis.grid(True, color="#f0f0f0")
+            axis.margins(x=0.01)
+        figure.tight_layout()
+        return _save(figure, fmt, dpi)
+    finally:
+        plt.close(figure)
+
+
+def _alerts(axis: Axes, alerts: pd.DataFrame, close: pd.Series) -> None:
+    """Alerts as large stars above the price; labelled false positives hollow and grey."""
+    if alerts.empty:
+        return
+    at = pd.to_datetime(alerts["timestamp"])
+    keep = at.isin(close.index).to_numpy()
+    alerts, at = alerts[keep], at[keep]
+    wrong = (alerts["label"] == "false_positive").to_numpy()
+    if (~wrong).any():
+        axis.scatter(
+            at[~wrong],
+            close[at[~wrong]],
+            marker="*",
+            s=220,
+            color="#de2d26",
+            edgecolor="black",
+            linewidth=0.6,
+            label="alert",
+            zorder=4,
+        )
+    if wrong.any():
+        axis.scatter(
+            at[wrong],
+            close[at[wrong]],
+            marker="*",
+            s=220,
+            facecolor="none",
+            edgecolor="#737373",
+            linewidth=1.0,
+            label="alert, labelled false positive",
+            zorder=4,
+        )
+
+
+def _save(figure: Figure, fmt: str, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(
+        buffer, format=fmt, dpi=dpi, metadata={"Software": None} if fmt == "png" else None
+    )
+    return buffer.getvalue()
+
+
+def symbol_chart(
+    conn: psycopg.Connection,
+    symbol: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """`symbol`'s chart from the database: by default its latest 120 sessions."""
+    from marketpulse_pipeline.storage.queries import chart_frames
+
+    bars, anomalies, alerts = chart_frames(conn, symbol, start, end)
+    return render(ChartData(symbol, bars, anomalies, alerts), fmt)
