@@ -98,36 +98,21 @@ def run_pipeline(
     }
     run_config = {"resources": {"window": {"config": window}}, **_console(verbose)}
     ranges = contiguous_ranges(ordered, symbols)
-    selection = [dg.AssetKey(asset) for asset in assets] if assets else None
+
+    def launch(chunk: list[str], selection: Sequence[dg.AssetKey] | None) -> RunOutcome:
+        reporter = _Reporter(progress, log_dir)
+        tags = _range_tags(chunk)
+        return _launch(job, instance, reporter, chunk, run_config, tags, selection)
+
     outcomes = [
-        _launch(
-            job,
-            instance,
-            _Reporter(progress, log_dir),
-            chunk,
-            run_config,
-            _range_tags(chunk),
-            selection,
-        )
-        for chunk in ranges
+        launch(chunk, [dg.AssetKey(a) for a in assets] if assets else None) for chunk in ranges
     ]
     if not assets and len(ranges) > 1:
         # A later range's new prices (a benchmark's, the market's share) made the earlier
         # ranges' market-wide rows stale (MARKET_TARGETS): bring them up to date, no fetching.
         fetched = defs.resolve_assets_def(PRICES).keys
         computed = [key for key in job.asset_layer.selected_asset_keys if key not in fetched]
-        outcomes += [
-            _launch(
-                job,
-                instance,
-                _Reporter(progress, log_dir),
-                chunk,
-                run_config,
-                _range_tags(chunk),
-                computed,
-            )
-            for chunk in ranges[:-1]
-        ]
+        outcomes += [launch(chunk, computed) for chunk in ranges[:-1]]
     if assets:
         return outcomes
     # Then score the detectors and send the new alerts, over every symbol (the daemon's

@@ -24,6 +24,7 @@ WRITTEN_BY_SQL = {
     "restatements": "log_restatements, a row per restated history",
     "market_sessions": "the migration runner, keeping the NYSE calendar ahead",
     "anomaly_feedback": "`marketpulse label` (its id is a bigserial, labelled_at a default)",
+    "alert_deliveries": "the notifier: a claim and an outcome per row, under row locks",
 }
 """Tables with no model, and what writes them with plain SQL."""
 

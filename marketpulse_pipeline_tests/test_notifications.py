@@ -426,3 +426,47 @@ def test_the_demo_delivers_its_recent_alerts_once(env, conn, receiver, mailbox, 
 
     assert main(["demo"]) == 0  # a second demo: nothing new goes out
     assert len(receiver.log) == 2 * alerts and len(mailbox.messages) == alerts
+
+
+def test_the_failure_sensor_names_the_step_symbols_and_cause(conn, database_url, receiver):
+    from marketpulse_pipeline.assets.notifications import build_failure_sensor
+    from marketpulse_pipeline.resources import ClockResource, NotifierResource, PostgresResource
+
+    @dg.op
+    def stock_prices() -> None:
+        raise ValueError("stooq: HTTP 503 for AAPL")
+
+    @dg.job
+    def marketpulse_daily() -> None:
+        stock_prices()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = marketpulse_daily.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": "AAPL",
+                "dagster/asset_partition_range_end": "QQQ",
+            },
+        )
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        resources = {
+            "database": PostgresResource(url=database_url),
+            "notifier": NotifierResource(alert_webhook_url=receiver.url_for("/hook")),
+            "clock": ClockResource(now=NOW.isoformat()),
+        }
+        sensor = build_failure_sensor()
+        for _ in range(2):  # the daemon may see the same failure twice: one message
+            with dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_event=failure,
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                resources=resources,
+            ) as context:
+                sensor(context.for_run_failure())
+    [hook] = posts(receiver, "/hook")
+    body = json.loads(hook.data)
+    assert (body["step"], body["symbols"]) == ("stock_prices", "AAPL..QQQ")
+    assert body["cause"] == "ValueError: stooq: HTTP 503 for AAPL"
+    assert body["run_id"] == result.run_id

@@ -57,12 +57,13 @@ def build_failure_sensor() -> dg.RunStatusSensorDefinition:
         clock: ClockResource,
     ) -> None:
         run = context.dagster_run
-        step = context.failure_event.step_key if context.failure_event else None
+        steps = [event.step_key for event in context.get_step_failure_events()]
         tags = run.tags
         first, last = (tags.get(f"dagster/asset_partition_range_{e}") for e in ("start", "end"))
         symbols = tags.get("dagster/partition") or (f"{first}..{last}" if first else None)
         cause = _cause(context)
         settings = notifier.settings()
+        step = ", ".join(dict.fromkeys(s for s in steps if s)) or None
         message = failure_message(run.run_id, run.job_name, step, symbols, cause, settings)
         with database.connect() as conn:
             notifier.build(conn, clock.moment()).deliver_once(ledger_id("run", run.run_id), message)
@@ -77,6 +78,6 @@ def _cause(context: dg.RunFailureSensorContext) -> str:
         while error and error.cause:
             error = error.cause
         if error:
-            return " ".join(f"{error.cls_name}: {error.message}".split())[:300]
+            return " ".join(error.message.split())[:300]  # "ValueError: ..." already
     text = context.failure_event.message if context.failure_event else ""
     return " ".join((text or "unknown").split())[:300]

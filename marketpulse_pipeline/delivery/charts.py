@@ -117,30 +117,21 @@ def _alerts(axis: Axes, alerts: pd.DataFrame, close: pd.Series) -> None:
     keep = at.isin(close.index).to_numpy()
     alerts, at = alerts[keep], at[keep]
     wrong = (alerts["label"] == "false_positive").to_numpy()
-    if (~wrong).any():
-        axis.scatter(
-            at[~wrong],
-            close[at[~wrong]],
-            marker="*",
-            s=220,
-            color="#de2d26",
-            edgecolor="black",
-            linewidth=0.6,
-            label="alert",
-            zorder=4,
-        )
-    if wrong.any():
-        axis.scatter(
-            at[wrong],
-            close[at[wrong]],
-            marker="*",
-            s=220,
-            facecolor="none",
-            edgecolor="#737373",
-            linewidth=1.0,
-            label="alert, labelled false positive",
-            zorder=4,
-        )
+    styles = (
+        (~wrong, {"color": "#de2d26", "edgecolor": "black", "linewidth": 0.6, "label": "alert"}),
+        (
+            wrong,
+            {
+                "facecolor": "none",
+                "edgecolor": "#737373",
+                "linewidth": 1.0,
+                "label": "alert, labelled false positive",
+            },
+        ),
+    )
+    for rows, style in styles:
+        if rows.any():
+            axis.scatter(at[rows], close[at[rows]], marker="*", s=220, zorder=4, **style)
 
 
 def _save(figure: Figure, fmt: str, dpi: int) -> bytes:

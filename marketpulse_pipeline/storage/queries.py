@@ -240,3 +240,22 @@ def chart_frames(
         window,
     )
     return bars, anomalies, alerts
+
+
+def stored_symbols(conn: psycopg.Connection) -> list[str]:
+    """The symbols with prices stored (an index-only scan: one entry per symbol)."""
+    rows = conn.execute(
+        "WITH RECURSIVE s AS (SELECT min(symbol) AS symbol FROM stock_prices"
+        " UNION ALL SELECT (SELECT min(symbol) FROM stock_prices WHERE symbol > s.symbol)"
+        " FROM s WHERE s.symbol IS NOT NULL) SELECT symbol FROM s WHERE symbol IS NOT NULL"
+    ).fetchall()
+    return [symbol for (symbol,) in rows]
+
+
+def detection_quality_table(conn: psycopg.Connection) -> pd.DataFrame:
+    """Each method's (and the consensus's and alert flag's) quality over all kinds."""
+    return _frame(
+        conn,
+        "SELECT method, detections, events, events_found, precision, recall, f1, flag_rate,"
+        " recall_at_1pct FROM detection_quality WHERE kind = 'all' ORDER BY f1 DESC NULLS LAST",
+    )
