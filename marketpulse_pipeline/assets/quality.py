@@ -9,6 +9,7 @@ import pandas as pd
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
 from marketpulse_pipeline.assets.metadata import KINDS, OWNERS, Stopwatch, column_schema
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow
+from marketpulse_pipeline.delivery.charts import markdown_image, quality_chart
 from marketpulse_pipeline.detectors import METHODS
 from marketpulse_pipeline.quality import detection_quality
 from marketpulse_pipeline.resources import PostgresResource
@@ -126,6 +127,9 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                 "symbol_days": symbol_days,
                 "orphaned_labels": int(labels["method"].isna().sum()),
                 **clock.metadata(),
+                "chart": dg.MetadataValue.md(
+                    markdown_image(quality_chart(overall), "precision and recall per method")
+                ),
                 "overall": dg.MetadataValue.md(
                     overall[
                         ["detections", "precision", "recall", "f1", "flag_rate", "recall_at_1pct"]
