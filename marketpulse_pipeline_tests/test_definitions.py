@@ -98,4 +98,5 @@ def test_the_graph_flows_from_prices_to_consensus(make_defs):
     features = graph.get(dg.AssetKey("price_features"))
     assert {key.to_user_string() for key in features.parent_keys} == {"stock_prices"}
     alerts = graph.get(dg.AssetKey("alerts"))
-    assert {key.to_user_string() for key in alerts.parent_keys} == {"stock_prices", "anomaly_consensus"}
+    parents = {key.to_user_string() for key in alerts.parent_keys}
+    assert parents == {"stock_prices", "anomaly_consensus"}
