@@ -2,7 +2,7 @@
 
 Each measured step runs in a fresh process, as a user's command would (`python -m
 marketpulse_pipeline.benchmark worker SPEC`): the wall time is process start to exit, the peak
-memory is that process's, and the time per stage comes from the `seconds_<stage>` metadata the
+memory is that process's, and the time per stage comes from the `run_seconds_<stage>` metadata the
 assets record in the run's Dagster instance. Side by side, in the same database, it measures
 the floors: a bare binary COPY of the same rows into identical tables (write floor) and the pure
 compute of features, every method, the consensus and the alert scores on the same frames
@@ -114,7 +114,7 @@ def worker(spec: Mapping[str, object]) -> dict[str, object]:
 
 
 def _stages(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> dict[str, float]:
-    """Seconds per report stage, from the `seconds_*` metadata of each run's materializations,
+    """Seconds per report stage, from the `run_seconds_*` metadata of each run's materializations,
     plus `bookkeeping`: the rest of the time inside the assets (windows, metadata)."""
     import dagster as dg
 
@@ -140,8 +140,8 @@ def _stages(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> dict[str, f
                     continue  # one event per partition, the same run-level timings
                 timed.add(asset)
                 for key, value in materialization.metadata.items():
-                    if key.startswith("seconds_"):
-                        name = _stage_name(asset, key.removeprefix("seconds_"))
+                    if key.startswith("run_seconds_"):
+                        name = _stage_name(asset, key.removeprefix("run_seconds_"))
                         stages[name] = stages.get(name, 0.0) + float(value.value)
     stages["bookkeeping"] = max(inside_steps - sum(stages.values()), 0.0)
     return stages

@@ -90,7 +90,7 @@ def test_a_daily_run_reads_a_bounded_history(make_defs, instance):
     materialize(defs, instance, as_of=DAILY[0])
     materialize(defs, instance, as_of=DAILY[1])  # one new session after ten months
     event = instance.get_latest_materialization_event(dg.AssetKey("price_features"))
-    read = event.asset_materialization.metadata["history_rows_read"].value
+    read = event.asset_materialization.metadata["run_history_rows_read"].value
     assert 0 < read <= len(SYMBOLS) * 62  # the RSI state row and 60 sessions of lookback
 
 

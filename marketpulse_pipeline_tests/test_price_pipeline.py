@@ -331,3 +331,30 @@ def test_a_watchlist_without_its_benchmark_runs_and_says_so(make_defs, instance,
     run(defs, instance, symbols=("AAPL", "GOOGL", "SPY"), as_of=dt.date(2025, 7, 31))
     event = instance.get_latest_materialization_event(dg.AssetKey("anomalies_market_relative"))
     assert event.asset_materialization.metadata["benchmarks"].value == "SPY"
+
+
+def test_each_partition_shows_its_own_numbers_and_run_totals_say_so(make_defs, instance, conn):
+    run(make_defs(), instance, start=SUMMER[0], end=SUMMER[1])
+    stored = dict(conn.execute("SELECT symbol, count(*) FROM stock_prices GROUP BY 1").fetchall())
+    for asset, own in (("stock_prices", "rows_stored"), ("anomalies_zscore", "anomalies_found")):
+        for symbol in ("AAPL", "GOOGL"):
+            [record] = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[symbol]),
+                limit=1,
+            ).records
+            metadata = record.asset_materialization.metadata
+            assert own in metadata and f"run_{own}" in metadata
+            if asset == "stock_prices":
+                assert metadata["rows_stored"].value == stored[symbol]
+                assert metadata["run_rows_stored"].value == sum(stored.values())
+            # every other number is the run's, and named so
+            shared = {k for k in metadata if not k.startswith("run_")}
+            assert shared <= {
+                own,
+                "window",
+                "source",
+                "rows_rejected",
+                "sessions_missing",
+                "splits",
+                "dividends",
+            }, shared

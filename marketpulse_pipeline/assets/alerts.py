@@ -26,6 +26,7 @@ from marketpulse_pipeline.assets.metadata import (
     column_schema,
     per_symbol,
     report_partitions,
+    run_wide,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
@@ -144,9 +145,13 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
         report_partitions(context, windows, {"alerts": alerted}, extra=charts)
         return dg.MaterializeResult(
             metadata={
-                "sessions_scored": int(scores["p_value"].notna().sum()),
-                "alerts": len(alerted),
-                "market_wide_alerts": int(alerted["market_wide"].sum()),
+                **run_wide(
+                    {
+                        "sessions_scored": int(scores["p_value"].notna().sum()),
+                        "alerts": len(alerted),
+                        "market_wide_alerts": int(alerted["market_wide"].sum()),
+                    }
+                ),
                 "budget": params.budget,
                 "benchmark": params.benchmark
                 if params.benchmark in watchlist

@@ -13,6 +13,7 @@ from marketpulse_pipeline.assets.metadata import (
     column_schema,
     per_symbol,
     report_partitions,
+    run_wide,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, previous_session
@@ -104,12 +105,16 @@ def build_anomaly_asset(
         return dg.MaterializeResult(
             metadata={
                 **_benchmark_metadata(benchmark_of, market),
-                "anomalies_found": len(found),
-                "sessions_scored": int(market["in_window"].sum()),
-                **{
-                    f"type_{kind}": int(count)
-                    for kind, count in _type_counts(found, detector).items()
-                },
+                **run_wide(
+                    {
+                        "anomalies_found": len(found),
+                        "sessions_scored": int(market["in_window"].sum()),
+                        **{
+                            f"type_{kind}": int(count)
+                            for kind, count in _type_counts(found, detector).items()
+                        },
+                    }
+                ),
                 **clock.metadata(),
             }
         )

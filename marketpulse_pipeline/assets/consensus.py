@@ -10,6 +10,7 @@ from marketpulse_pipeline.assets.metadata import (
     column_schema,
     per_symbol,
     report_partitions,
+    run_wide,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.consensus import consensus
@@ -67,8 +68,12 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         report_partitions(context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]})
         return dg.MaterializeResult(
             metadata={
-                "days_with_anomalies": len(agreed),
-                "consensus_anomalies": int(agreed["is_consensus"].sum()),
+                **run_wide(
+                    {
+                        "days_with_anomalies": len(agreed),
+                        "consensus_anomalies": int(agreed["is_consensus"].sum()),
+                    }
+                ),
                 "min_votes": config.min_votes,
                 **clock.metadata(),
             }

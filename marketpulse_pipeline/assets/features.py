@@ -12,6 +12,7 @@ from marketpulse_pipeline.assets.metadata import (
     column_schema,
     per_symbol,
     report_partitions,
+    run_wide,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import (
@@ -79,8 +80,7 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         report_partitions(context, windows, {"rows_written": features})
         return dg.MaterializeResult(
             metadata={
-                "rows_written": len(features),
-                "history_rows_read": len(history),
+                **run_wide({"rows_written": len(features), "history_rows_read": len(history)}),
                 **clock.metadata(),
             }
         )

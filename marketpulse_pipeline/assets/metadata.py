@@ -74,9 +74,15 @@ def report_partitions(
         )
 
 
+def run_wide(metadata: Mapping[str, object]) -> dict[str, object]:
+    """Numbers about the whole step — every partition it materialized — named `run_*`: the UI
+    shows them on each partition's materialization, beside that partition's own numbers."""
+    return {f"run_{key}": value for key, value in metadata.items()}
+
+
 class Stopwatch:
-    """Seconds an asset spends per stage (read, compute, write...), reported as metadata
-    `seconds_<stage>`: the UI plots them per run and `marketpulse bench` adds them up."""
+    """Seconds a step spends per stage (read, compute, write...), reported as run-wide metadata
+    `run_seconds_<stage>`: the UI plots them per run and `marketpulse bench` adds them up."""
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
@@ -90,4 +96,4 @@ class Stopwatch:
             self._seconds[name] = self._seconds.get(name, 0.0) + time.perf_counter() - began
 
     def metadata(self) -> dict[str, float]:
-        return {f"seconds_{name}": round(seconds, 4) for name, seconds in self._seconds.items()}
+        return run_wide({f"seconds_{name}": round(s, 4) for name, s in self._seconds.items()})

@@ -15,6 +15,7 @@ from marketpulse_pipeline.assets.metadata import (
     column_schema,
     per_symbol,
     report_partitions,
+    run_wide,
     sample,
 )
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
@@ -248,12 +249,16 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             asset_key="stock_prices",
             metadata={
                 "source": source.name,
-                "rows_in": len(gate.stored) + len(gate.rejected),
-                "rows_stored": len(gate.stored),
-                "rows_rejected": len(gate.rejected),
-                "symbols_changed": len(changed),
-                "first_change": min(changed.values()).isoformat() if changed else "none",
-                "restatements": dg.MetadataValue.md(_restatements_table(logged)),
+                **run_wide(
+                    {
+                        "rows_in": len(gate.stored) + len(gate.rejected),
+                        "rows_stored": len(gate.stored),
+                        "rows_rejected": len(gate.rejected),
+                        "symbols_changed": len(changed),
+                        "first_change": min(changed.values()).isoformat() if changed else "none",
+                        "restatements": dg.MetadataValue.md(_restatements_table(logged)),
+                    }
+                ),
                 **timer.metadata(),
             },
             check_results=[gap_check, _loaded_check(failed, refused), _rejected_check(gate)],
