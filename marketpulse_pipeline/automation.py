@@ -12,12 +12,16 @@ DAILY_JOB = "marketpulse_daily"
 AFTER_RUN_JOB = "after_the_run"
 WHOLE_WATCHLIST = dg.AssetSelection.assets("detection_quality", "alert_notifications")
 """Assets over every symbol at once (not partitioned): they follow the per-symbol runs."""
+FRESHNESS = dg.AssetSelection.checks(
+    dg.AssetCheckKey(dg.AssetKey("stock_prices"), "fresh_after_the_close")
+)
+"""Judged on its own schedule: after a backfill of an old window it would only say "behind"."""
 
 
 def build_daily_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all() - WHOLE_WATCHLIST,
+        selection=dg.AssetSelection.all() - WHOLE_WATCHLIST - FRESHNESS,
         description="Every symbol-partitioned asset for a window of sessions (default: catch up).",
     )
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from marketpulse_pipeline.assets.alerts import build_alerts_asset
 from marketpulse_pipeline.assets.anomalies import build_anomaly_assets
+from marketpulse_pipeline.assets.checks import build_freshness_check, build_freshness_schedule
 from marketpulse_pipeline.assets.consensus import build_consensus_asset
 from marketpulse_pipeline.assets.features import build_features_asset
 from marketpulse_pipeline.assets.notifications import (
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything for one watchlist: the symbols are the partitions of every asset."""
     symbols = dg.StaticPartitionsDefinition(list(settings.symbols))
     daily_job = build_daily_job()
+    freshness = build_freshness_check(settings.symbols)
     return dg.Definitions(
         assets=[
             build_price_assets(symbols),
@@ -44,7 +46,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_notifications_asset(),
         ],
         jobs=[daily_job, build_after_run_job()],
-        schedules=[build_daily_schedule(daily_job, symbols)],
+        asset_checks=[freshness],
+        schedules=[build_daily_schedule(daily_job, symbols), build_freshness_schedule(freshness)],
         sensors=[build_automation_sensor(), build_failure_sensor()],
         resources=build_resources(settings),
         # One process per run: the run's lock on its symbols (see PostgresResource) lives in it,

@@ -126,7 +126,11 @@ def test_chart_and_report_from_the_cli(env, conn, tmp_path, capsys):
     assert main(["chart", "AAPL", "--start", far, "-o", str(out)]) == 2
     assert "AAPL has no prices in that window" in capsys.readouterr().err
     assert main(["chart", "AAPL", "-o", str(tmp_path / "a.jpg")]) == 2
-    capsys.readouterr()
+    assert main(["chart", "AAPL", "-o", str(tmp_path)]) == 2  # a directory
+    assert main(["chart", "AAPL", "--start", "2025-12-01", "--end", "2025-11-01"]) == 2
+    assert main(["report", "-o", str(out)]) == 2  # a file, not a directory
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 4 and "is after --end" in errors[2]
 
     report = tmp_path / "report"
     assert main(["report", "-o", str(report)]) == 0

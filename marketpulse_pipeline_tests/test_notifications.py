@@ -1,6 +1,7 @@
 """Notifications against real local servers: an HTTP server records the Slack and webhook
 POSTs, an SMTP server (aiosmtpd) the emails — on 127.0.0.1, nothing patched."""
 
+import dataclasses
 import datetime as dt
 import email
 import hashlib
@@ -334,6 +335,8 @@ def test_notify_test_and_undelivered_from_the_cli(env, conn, receiver, monkeypat
         ("MARKETPULSE_SMTP_URL", "http://user:hunter2@mail", "MARKETPULSE_SMTP_URL is not smtp://"),
         ("MARKETPULSE_SLACK_WEBHOOK_URL", "hooks.slack.com/T/B/tok3n", "is not an http"),
         ("MARKETPULSE_SLACK_MODE", "weekly", "use alert or digest"),
+        ("MARKETPULSE_ALERT_WEBHOOK_URL", "http://127.0.0.1:abc/tok3n", "is not an http"),
+        ("MARKETPULSE_SMTP_URL", "smtp://u:hunter2@mail:0", "MARKETPULSE_SMTP_URL is not smtp://"),
         ("MARKETPULSE_NOTIFY_SNOOZE_SESSIONS", "-1", "whole number from 0 to 1000"),
         ("MARKETPULSE_NOTIFY_MAX_P_VALUE", "2", "is not a probability"),
     ],
@@ -470,3 +473,89 @@ def test_the_failure_sensor_names_the_step_symbols_and_cause(conn, database_url,
     assert (body["step"], body["symbols"]) == ("stock_prices", "AAPL..QQQ")
     assert body["cause"] == "ValueError: stooq: HTTP 503 for AAPL"
     assert body["run_id"] == result.run_id
+
+
+def test_a_receiver_that_echoes_the_url_does_not_leak_its_token(conn, httpserver):
+    token_path = "/services/T0/B0/SLACKTOKEN123"
+    httpserver.expect_request(token_path).respond_with_data(f"no such hook {token_path}", 404)
+    httpserver.expect_request("/hook").respond_with_data(
+        "bad request for /hook?token=WHTOKEN42", 400
+    )
+    add_alert(conn, "AAPL", LATEST, 0.0004)
+    chosen = notification_settings(
+        {
+            "MARKETPULSE_SLACK_WEBHOOK_URL": httpserver.url_for(token_path),
+            "MARKETPULSE_ALERT_WEBHOOK_URL": httpserver.url_for("/hook") + "?token=WHTOKEN42",
+        }.get
+    )
+    report = notifier(conn, chosen).deliver_alerts(LATEST)
+    stored = " ".join(e for (e,) in conn.execute("SELECT last_error FROM alert_deliveries"))
+    for text in (" ".join(report.errors), stored):
+        assert "HTTP 404" in text and "HTTP 400" in text
+        assert "SLACKTOKEN123" not in text and "WHTOKEN42" not in text
+
+
+def test_a_receiver_that_never_answers_is_given_up_on_in_time(conn):
+    import time as clock
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        add_alert(conn, "AAPL", LATEST, 0.0004)
+        chosen = dataclasses.replace(
+            notification_settings(
+                {
+                    "MARKETPULSE_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/"
+                }.get
+            ),
+            timeout_seconds=1.0,
+        )
+        began = clock.monotonic()
+        report = notifier(conn, chosen).deliver_alerts(LATEST)
+        assert clock.monotonic() - began < 5
+    assert report.errors == ["webhook: no answer within 1 s"]
+
+
+def test_a_recipient_the_server_refuses_is_noted_not_resent(conn, mailbox):
+    async def refuse(server, session, envelope, address, options):
+        if address.startswith("nobody@"):
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    mailbox.handle_RCPT = refuse
+    add_alert(conn, "AAPL", LATEST, 0.0004)
+    chosen = notification_settings(
+        {
+            "MARKETPULSE_SMTP_URL": mailbox.url,
+            "MARKETPULSE_ALERT_EMAIL_TO": "desk@example.com,nobody@example.com",
+        }.get
+    )
+    report = notifier(conn, chosen).deliver_alerts(LATEST)
+    assert report.sent == 1 and report.errors == ["email: refused for nobody@example.com"]
+    assert conn.execute("SELECT status, last_error FROM alert_deliveries").fetchall() == [
+        ("sent", "refused for nobody@example.com")
+    ]
+    assert notifier(conn, chosen).deliver_alerts(LATEST).sent == 0 and len(mailbox.messages) == 1
+
+
+def test_undelivered_filters_and_retry_requeues(env, conn, capsys):
+    add_alert(conn, "AAPL", LATEST, 0.0004)
+    add_alert(conn, "MSFT", LATEST, 0.0003)
+    add_prices(conn, "AAPL")
+    add_prices(conn, "MSFT")
+    chosen = notification_settings(
+        {
+            "MARKETPULSE_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/x",
+            "MARKETPULSE_NOTIFY_MAX_ATTEMPTS": "1",
+        }.get
+    )
+    assert notifier(conn, chosen).deliver_alerts(LATEST).gave_up == 2
+    assert main(["alerts", "--undelivered", "--symbol", "MSFT", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["symbol"] == "MSFT" and row["status"] == "gave_up"
+    assert isinstance(row["id"], str) and row["next_attempt_at"] is None
+    assert main(["alerts", "--undelivered", "--symbol", "ZZZZ"]) == 2
+    assert main(["notify", "retry"]) == 0
+    assert "2 deliveries due again" in capsys.readouterr().out
+    assert {s for *_, s, _ in statuses(conn)} == {"failed"}

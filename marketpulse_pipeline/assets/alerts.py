@@ -19,6 +19,7 @@ from marketpulse_pipeline.alerts.decision import (
     alert_table,
     history_start,
 )
+from marketpulse_pipeline.assets.checks import alert_rate_check
 from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
@@ -86,6 +87,15 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
         kinds=KINDS,
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(AlertScores)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "alert_rate_within_budget",
+                asset="alerts",
+                description="No symbol alerts, over its last year, more often than the budget"
+                " explains (budget x sessions, plus three standard deviations of chance, plus"
+                " two): a symbol the flag does not suit, or a budget set too loose.",
+            )
+        ],
         **per_symbol(partitions),
     )
     def alerts(
@@ -133,6 +143,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                         scores = validated(AlertScores, scores)
                 with clock.stage("write"):
                     write(conn, ALERT_SCORES, scores, plans)
+            rate_check = alert_rate_check(conn, symbols, params.budget)
             charts = {}
             if config.charts:
                 with clock.stage("charts"):
@@ -157,7 +168,8 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                 if params.benchmark in watchlist
                 else f"{params.benchmark} (not in the watchlist: market_relative is off)",
                 **clock.metadata(),
-            }
+            },
+            check_results=[rate_check],
         )
 
     return alerts

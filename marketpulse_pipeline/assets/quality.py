@@ -28,6 +28,7 @@ from marketpulse_pipeline.storage.tables import (
 )
 
 SCORED = (*METHODS, "consensus", "alert")
+RECALL_DROP = 0.1
 
 
 def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
@@ -51,6 +52,14 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         owners=OWNERS,
         metadata={"dagster/column_schema": column_schema(DetectionQuality)},
         # eager, but not held back by symbols whose partitions are missing (a new or failed one)
+        check_specs=[
+            dg.AssetCheckSpec(
+                "alert_recall_holds",
+                asset="detection_quality",
+                description="The alert flag's recall of the planted anomalies did not drop by"
+                f" more than {RECALL_DROP} since the previous materialization.",
+            )
+        ],
         automation_condition=dg.AutomationCondition.eager().without(
             ~dg.AutomationCondition.any_deps_missing()
         ),
@@ -116,6 +125,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
             for measure in ("precision", "recall", "f1", "flag_rate", "recall_at_1pct")
             if pd.notna(overall.at[method, measure])
         }
+        check = _recall_check(context, numbers.get("recall_alert"))
         if truth.empty:
             context.log.warning(
                 "no injected anomalies: precision and recall need the synthetic source"
@@ -137,7 +147,29 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                     .round(3)
                     .to_markdown()
                 ),
-            }
+            },
+            check_results=[check],
         )
 
     return detection_quality_asset
+
+
+def _recall_check(context: dg.AssetExecutionContext, recall: float | None) -> dg.AssetCheckResult:
+    """The alert flag's recall against the previous materialization's (warn on a drop)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    before = None
+    if event and event.asset_materialization:
+        value = event.asset_materialization.metadata.get("recall_alert")
+        before = float(value.value) if value is not None else None
+    dropped = recall is not None and before is not None and recall < before - RECALL_DROP
+    summary = (
+        "no recall to compare (no planted anomalies, or the first scoring)"
+        if recall is None or before is None
+        else f"recall {recall:.3f}, before {before:.3f}"
+    )
+    return dg.AssetCheckResult(
+        check_name="alert_recall_holds",
+        passed=not dropped,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"summary": summary},
+    )

@@ -23,13 +23,14 @@ FORMATS = {".png": "png", ".svg": "svg"}
 def add_commands(commands: argparse._SubParsersAction) -> None:
     chart = commands.add_parser("chart", help="write a symbol's chart (PNG or SVG)")
     chart.add_argument("symbol", type=_symbol)
-    chart.add_argument(
+    first = chart.add_mutually_exclusive_group()
+    first.add_argument(
         "--days",
         type=_days,
         default=queries.CHART_SESSIONS,
         help=f"sessions back from the latest (default {queries.CHART_SESSIONS})",
     )
-    chart.add_argument("--start", type=_date, help="first day (YYYY-MM-DD), instead of --days")
+    first.add_argument("--start", type=_date, help="first day (YYYY-MM-DD), instead of --days")
     chart.add_argument("--end", type=_date, help="last day (default: the latest stored)")
     chart.add_argument(
         "-o", "--output", type=Path, help="FILE.png or FILE.svg (default SYMBOL.png)"
@@ -52,6 +53,8 @@ def _chart(args: argparse.Namespace, settings: Settings) -> int:
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
         raise ValueError(f"{output}: the chart is written as .png or .svg")
+    if args.start and args.end and args.start > args.end:
+        raise ValueError(f"--start {args.start} is after --end {args.end}")
     with _connect(settings) as conn:
         bars, anomalies, alerts = queries.chart_frames(
             conn, args.symbol, args.start, args.end, args.days
@@ -59,7 +62,7 @@ def _chart(args: argparse.Namespace, settings: Settings) -> int:
     if bars.empty:
         raise LookupError(f"{args.symbol} has no prices in that window")
     began = time.perf_counter()
-    output.write_bytes(render(ChartData(args.symbol, bars, anomalies, alerts), fmt))
+    _write(output, render(ChartData(args.symbol, bars, anomalies, alerts), fmt))
     first, last = bars["timestamp"].iloc[[0, -1]]
     print(
         f"{output}: {args.symbol} {first}..{last}, {len(anomalies)} anomalies,"
@@ -72,7 +75,10 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from marketpulse_pipeline.delivery.charts import ChartData, render
 
     directory: Path = args.output
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{directory}: {error.strerror or error}") from None
     sections = []
     with _connect(settings) as conn:
         stored = set(queries.stored_symbols(conn))
@@ -81,7 +87,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
                 sections.append(f"<h3>{html.escape(symbol)}</h3><p>No prices stored.</p>")
                 continue
             frames = queries.chart_frames(conn, symbol)
-            (directory / f"{symbol}.png").write_bytes(render(ChartData(symbol, *frames)))
+            _write(directory / f"{symbol}.png", render(ChartData(symbol, *frames)))
             sections.append(
                 f'<h3>{html.escape(symbol)}</h3><img src="{html.escape(symbol)}.png"'
                 f' alt="{html.escape(symbol)} chart" width="800">'
@@ -91,9 +97,17 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         stats = queries.anomaly_stats(conn, 30, today)
         quality = queries.detection_quality_table(conn)
     page = _page(settings, today, alerts, stats, quality, sections)
-    (directory / "index.html").write_text(page, encoding="utf-8")
+    _write(directory / "index.html", page.encode())
     print(f"{directory / 'index.html'}: {len(sections)} symbols, {len(alerts)} alerts")
     return 0
+
+
+def _write(path: Path, content: bytes) -> None:
+    """`content` to `path`; a path that cannot be written is bad input, in one line."""
+    try:
+        path.write_bytes(content)
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
 
 
 def _page(

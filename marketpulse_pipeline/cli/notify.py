@@ -11,6 +11,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     actions = notify.add_subparsers(required=True, metavar="ACTION")
     test = actions.add_parser("test", help="send a test message to every configured channel")
     test.set_defaults(handler=_test)
+    retry = actions.add_parser(
+        "retry",
+        help="make deliveries that gave up, or were stuck sending (a killed process), due again",
+    )
+    retry.set_defaults(handler=_retry)
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
@@ -33,3 +38,13 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
             failed += 1
             print(f"{channel.name}: failed: {error}")
     return 1 if failed else 0
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    from marketpulse_pipeline.storage.database import connect, resolve_url
+    from marketpulse_pipeline.storage.deliveries import requeue
+
+    with connect(resolve_url(settings.database_url, settings.home)) as conn:
+        count = requeue(conn)
+    print(f"{count} deliveries due again: they go out on the next evaluation")
+    return 0

@@ -149,7 +149,9 @@ def _anomalies(args: argparse.Namespace, settings: Settings) -> int:
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     if args.undelivered:
         with _connect(settings) as conn:
-            _show(undelivered(conn), args.json)
+            if args.symbol:
+                queries.require_symbol(conn, args.symbol)
+            _show(undelivered(conn, args.symbol), args.json)
         return 0
     with _connect(settings) as conn:
         found = queries.recent_alerts(
@@ -249,7 +251,9 @@ def _plain(row: dict) -> dict:
     """A record JSON can hold: dates as ISO text, NaN as null."""
     out = {}
     for key, value in row.items():
-        if isinstance(value, dt.date | dt.datetime | pd.Timestamp):
+        if value is pd.NaT:
+            value = None
+        elif isinstance(value, dt.date | dt.datetime | pd.Timestamp):
             value = value.isoformat()
         elif isinstance(value, float) and math.isnan(value):
             value = None

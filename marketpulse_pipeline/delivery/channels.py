@@ -11,15 +11,19 @@ import hmac
 import json
 import smtplib
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from marketpulse_pipeline.delivery.config import NotificationSettings, SmtpServer
 from marketpulse_pipeline.delivery.messages import Message
 
+T = TypeVar("T")
 USER_AGENT = "marketpulse-notifier/1"
 SIGNATURE_HEADER = "X-MarketPulse-Signature"
 
@@ -31,8 +35,9 @@ class DeliveryError(Exception):
 class Channel(Protocol):
     name: str
 
-    def send(self, message: Message, key: str) -> None:
-        """Deliver `message`; `key` identifies the delivery (receivers may de-duplicate)."""
+    def send(self, message: Message, key: str) -> str | None:
+        """Deliver `message` (`key` identifies the delivery: receivers may de-duplicate), or
+        raise DeliveryError; a note says what went only partly (a refused recipient)."""
 
 
 class SlackChannel:
@@ -41,8 +46,9 @@ class SlackChannel:
     def __init__(self, url: str, timeout: float) -> None:
         self._url, self._timeout = url, timeout
 
-    def send(self, message: Message, key: str) -> None:
-        _post(self.name, self._url, slack_body(message), {}, self._timeout, secrets=[self._url])
+    def send(self, message: Message, key: str) -> str | None:
+        body = json.dumps(slack_body(message)).encode()
+        return _post(self.name, self._url, body, {}, self._timeout, secrets=[])
 
 
 class WebhookChannel:
@@ -51,13 +57,13 @@ class WebhookChannel:
     def __init__(self, url: str, secret: str | None, timeout: float) -> None:
         self._url, self._secret, self._timeout = url, secret, timeout
 
-    def send(self, message: Message, key: str) -> None:
+    def send(self, message: Message, key: str) -> str | None:
         body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
         headers = {"Idempotency-Key": key, "X-MarketPulse-Schema": message.payload["schema"]}
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(self._secret, body, int(time.time()))
-        secrets = [self._url, *([self._secret] if self._secret else [])]
-        _post(self.name, self._url, body, headers, self._timeout, secrets=secrets)
+        secrets = [self._secret] if self._secret else []
+        return _post(self.name, self._url, body, headers, self._timeout, secrets=secrets)
 
 
 class EmailChannel:
@@ -68,37 +74,36 @@ class EmailChannel:
     ) -> None:
         self._server, self._sender, self._to, self._timeout = server, sender, to, timeout
 
-    def send(self, message: Message, key: str) -> None:
+    def send(self, message: Message, key: str) -> str | None:
         mail = email_body(message, self._sender, self._to, key)
+        secrets = [self._server.password] if self._server.password else []
+        refused = within(self._timeout, lambda: self._deliver(mail), self.name, secrets)
+        return f"refused for {', '.join(sorted(refused))}" if refused else None
+
+    def _deliver(self, mail: EmailMessage) -> dict:
         server = self._server
-        secrets = [server.password] if server.password else []
-        try:
-            if server.implicit_tls:
-                context = ssl.create_default_context()
-                smtp = smtplib.SMTP_SSL(
-                    server.host, server.port, timeout=self._timeout, context=context
-                )
-            else:
-                smtp = smtplib.SMTP(server.host, server.port, timeout=self._timeout)
-            with smtp:
+        if server.implicit_tls:
+            context = ssl.create_default_context()
+            smtp = smtplib.SMTP_SSL(
+                server.host, server.port, timeout=self._timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(server.host, server.port, timeout=self._timeout)
+        with smtp:
+            smtp.ehlo()
+            encrypted = server.implicit_tls
+            if not encrypted and smtp.has_extn("starttls"):
+                smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
-                encrypted = server.implicit_tls
-                if not encrypted and smtp.has_extn("starttls"):
-                    smtp.starttls(context=ssl.create_default_context())
-                    smtp.ehlo()
-                    encrypted = True
-                if server.username:
-                    if not encrypted:
-                        raise DeliveryError(
-                            "email: the server offers no STARTTLS: refusing to send the"
-                            " password unencrypted"
-                        )
-                    smtp.login(server.username, server.password or "")
-                smtp.send_message(mail)
-        except DeliveryError:
-            raise
-        except (OSError, smtplib.SMTPException) as error:
-            raise DeliveryError(_scrubbed(f"email: {_describe(error)}", secrets)) from None
+                encrypted = True
+            if server.username:
+                if not encrypted:
+                    raise DeliveryError(
+                        "email: the server offers no STARTTLS: refusing to send the"
+                        " password unencrypted"
+                    )
+                smtp.login(server.username, server.password or "")
+            return smtp.send_message(mail)  # the recipients it refused, if some were taken
 
 
 def channels_from(settings: NotificationSettings) -> list[Channel]:
@@ -178,17 +183,56 @@ def email_body(message: Message, sender: str, to: tuple[str, ...], key: str) -> 
 
 
 def _post(
-    name: str, url: str, body: bytes | dict, headers: dict, timeout: float, secrets: list[str]
+    name: str, url: str, body: bytes, headers: dict, timeout: float, secrets: list[str]
 ) -> None:
-    content = {"json": body} if isinstance(body, dict) else {"content": body}
+    """POST `body`; the receiver's answer is read only up to 4 KB, and the whole exchange
+    must end within `timeout` seconds."""
     headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers}
-    try:
-        response = httpx.post(url, headers=headers, timeout=timeout, **content)
-    except httpx.HTTPError as error:
+
+    def exchange() -> None:
+        with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as answer:
+            if answer.is_success:
+                return
+            start = next(answer.iter_bytes(4096), b"")[:4096]
+            text = " ".join(start.decode("utf-8", "replace").split())[:200]
+            raise DeliveryError(f"{name}: HTTP {answer.status_code}: {text}")
+
+    within(timeout, exchange, name, [*secrets, *url_secrets(url)])
+
+
+def within(timeout: float, work: Callable[[], T], name: str, secrets: list[str]) -> T:
+    """`work()` in a thread that must finish within `timeout` seconds: a receiver that trickles
+    one byte at a time cannot hold the pipeline. Any failure becomes a DeliveryError whose
+    text holds none of `secrets`."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # carried to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"deliver-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise DeliveryError(f"{name}: no answer within {timeout:g} s")
+    error = outcome.get("error")
+    if isinstance(error, DeliveryError):
+        raise DeliveryError(_scrubbed(str(error), secrets)) from None
+    if error is not None:
         raise DeliveryError(_scrubbed(f"{name}: {_describe(error)}", secrets)) from None
-    if not response.is_success:
-        answer = " ".join(response.text.split())[:200]
-        raise DeliveryError(_scrubbed(f"{name}: HTTP {response.status_code}: {answer}", secrets))
+    return outcome.get("value")  # type: ignore[return-value]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be credentials: the whole, the user and password, the path
+    and each longer segment of it, the query and its values (a Slack URL's token is its path)."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if len(s) >= 6]
+    values = [v for pair in parts.query.split("&") for v in pair.split("=", 1)[1:] if len(v) >= 4]
+    found = [url, parts.path, parts.query, parts.username or "", parts.password or ""]
+    return [s for s in (*found, *segments, *values) if s and len(s) >= 4]
 
 
 def _describe(error: BaseException) -> str:
@@ -197,9 +241,8 @@ def _describe(error: BaseException) -> str:
 
 
 def _scrubbed(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    for secret in sorted(secrets, key=len, reverse=True):  # the whole before its parts
+        text = text.replace(secret, "***")
     return text
 
 

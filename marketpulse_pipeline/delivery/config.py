@@ -119,7 +119,7 @@ def notification_settings(get: Get) -> NotificationSettings:
     return NotificationSettings(
         slack_url=_url(get("MARKETPULSE_SLACK_WEBHOOK_URL"), "MARKETPULSE_SLACK_WEBHOOK_URL"),
         webhook_url=_url(get("MARKETPULSE_ALERT_WEBHOOK_URL"), "MARKETPULSE_ALERT_WEBHOOK_URL"),
-        webhook_secret=get("MARKETPULSE_ALERT_WEBHOOK_SECRET"),
+        webhook_secret=_secret(get("MARKETPULSE_ALERT_WEBHOOK_SECRET")),
         smtp=smtp,
         email_to=email_to,
         email_from=_addresses(sender, "MARKETPULSE_ALERT_EMAIL_FROM")[0],
@@ -133,13 +133,40 @@ def notification_settings(get: Get) -> NotificationSettings:
 
 
 def _url(text: str | None, origin: str) -> str | None:
-    """An http(s) URL with a host; the value is not echoed (it may hold a token)."""
+    """An http(s) URL a client can use: a host (IDNA-encodable), a port from 1 to 65535 if
+    given, no control characters. The value is not echoed (it may hold a token)."""
     if text is None:
         return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a port that is not a number from 0 to 65535 raises here
+        (parts.hostname or "").encode("idna")
+        text.encode("utf-8")
+    except (ValueError, UnicodeError):
+        parts, port = None, None
+    usable = (
+        parts is not None
+        and parts.scheme in ("http", "https")
+        and parts.hostname
+        and port != 0
+        and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+    )
+    if not usable:
         raise NotificationSettingsError(f"{origin} is not an http(s) URL with a host")
     return text.rstrip("/") if origin == "MARKETPULSE_DAGSTER_URL" else text
+
+
+def _secret(text: str | None) -> str | None:
+    """The HMAC key: it is signed with as UTF-8, so it must be text that encodes."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        raise NotificationSettingsError(
+            "MARKETPULSE_ALERT_WEBHOOK_SECRET is not text (UTF-8): the HMAC key must be"
+        ) from None
+    return text
 
 
 def _smtp(text: str | None) -> SmtpServer | None:
@@ -151,7 +178,7 @@ def _smtp(text: str | None) -> SmtpServer | None:
         port = parts.port
     except ValueError:
         port = -1
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or port == -1:
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or port in (-1, 0):
         raise NotificationSettingsError(
             "MARKETPULSE_SMTP_URL is not smtp://[user:password@]host[:port] (or smtps://)"
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -97,8 +97,15 @@ class Notifier:
                 self._send(channel, message, [row.alert_id], row.attempts, report)
         return report
 
+    def _due(self, channel: Channel, kind: str) -> Iterator:
+        """The deliveries of `kind` due now, each claimed just before it is sent (and tried
+        once per evaluation); one another evaluation claimed first is skipped."""
+        for key in deliveries.due(self.conn, channel.name, kind, self.now):
+            claimed = deliveries.claim(self.conn, channel.name, [kind], self.now, [key])
+            yield from claimed.itertuples(index=False)
+
     def _each(self, channel: Channel, by_id: dict, report: Report) -> None:
-        for row in deliveries.claim(self.conn, channel.name, ["alert"], self.now).itertuples():
+        for row in self._due(channel, "alert"):
             alert = by_id.get(int(row.alert_id))
             if alert is None:  # taken back between the plan and the claim
                 deliveries.settle(
@@ -130,9 +137,7 @@ class Notifier:
 
     def _retry(self, channel: Channel, report: Report) -> None:
         """Run-failure messages that failed before and are due again."""
-        for row in deliveries.claim(
-            self.conn, channel.name, ["run_failure"], self.now
-        ).itertuples():
+        for row in self._due(channel, "run_failure"):
             self._send(channel, from_record(row.message), [row.alert_id], row.attempts, report)
 
     def _charts(self, symbols: Sequence[str]) -> dict[str, bytes]:
@@ -141,7 +146,7 @@ class Notifier:
         for symbol in symbols:
             try:
                 png = self.chart(symbol) if self.chart else None
-            except Exception:
+            except Exception:  # a picture is a bonus: the alert goes out anyway
                 png = None
             if png:
                 charts[symbol] = png
@@ -154,9 +159,10 @@ class Notifier:
             message = dataclasses.replace(message, charts=self._charts(message.symbols))
         record = as_record(message)
         try:
-            channel.send(message, key=f"{keys[0]}-{channel.name}")
-        except DeliveryError as error:
-            text = str(error)
+            note = channel.send(message, key=f"{keys[0]}-{channel.name}")
+        except Exception as error:  # a delivery that fails never fails the caller
+            # only a DeliveryError's text is known to hold no secret
+            text = str(error) if isinstance(error, DeliveryError) else type(error).__name__
             retry_at = None
             if attempts < self.settings.max_attempts:
                 retry_at = self.now + dt.timedelta(seconds=backoff_seconds(attempts, self.settings))
@@ -167,5 +173,7 @@ class Notifier:
             else:
                 report.gave_up += 1
             return
-        deliveries.settle(self.conn, keys, channel.name, self.now, record)
+        deliveries.settle(self.conn, keys, channel.name, self.now, record, note, sent=True)
+        if note:
+            report.errors.append(f"{channel.name}: {note}")
         report.sent += 1

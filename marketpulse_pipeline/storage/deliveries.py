@@ -94,6 +94,17 @@ def add_delivery(
     )
 
 
+def due(conn: psycopg.Connection, channel: str, kind: str, now: dt.datetime) -> list[int]:
+    """The keys of the deliveries of `kind` due on `channel` (not claimed: see `claim`)."""
+    rows = conn.execute(
+        "SELECT alert_id FROM alert_deliveries WHERE channel = %s AND kind = %s"
+        " AND status = ANY(%s) AND coalesce(next_attempt_at, '-infinity') <= %s"
+        ' ORDER BY "timestamp", alert_id',
+        [channel, kind, list(CLAIMABLE), now],
+    ).fetchall()
+    return [key for (key,) in rows]
+
+
 def claim(
     conn: psycopg.Connection,
     channel: str,
@@ -102,7 +113,8 @@ def claim(
     keys: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Due deliveries of `kinds` on `channel` (only `keys`, if given), now `sending` and
-    committed: alert_id, kind, timestamp, attempts, message."""
+    committed: alert_id, kind, timestamp, attempts, message. What is sent one at a time is
+    claimed one at a time, so a process killed mid-way strands only the one in flight."""
     with conn.transaction():
         rows = conn.execute(
             "UPDATE alert_deliveries AS d SET status = 'sending', attempts = d.attempts + 1,"
@@ -128,10 +140,12 @@ def settle(
     message: dict,
     error: str | None = None,
     retry_at: dt.datetime | None = None,
+    sent: bool | None = None,
 ) -> None:
-    """The outcome of claimed deliveries: sent; failed (tried again from `retry_at`); or, with
-    no `retry_at` left, given up."""
-    status = "sent" if error is None else "failed" if retry_at else "gave_up"
+    """The outcome of claimed deliveries: sent (`error` then notes what went only partly);
+    failed (tried again from `retry_at`); or, with no `retry_at` left, given up."""
+    sent = error is None if sent is None else sent
+    status = "sent" if sent else "failed" if retry_at else "gave_up"
     conn.execute(
         "UPDATE alert_deliveries SET status = %s, last_error = %s, next_attempt_at = %s,"
         " sent_at = CASE WHEN %s = 'sent' THEN %s END, message = %s, updated_at = now()"
@@ -140,12 +154,23 @@ def settle(
     )
 
 
-def undelivered(conn: psycopg.Connection) -> pd.DataFrame:
+def undelivered(conn: psycopg.Connection, symbol: str | None = None) -> pd.DataFrame:
     """What did not (yet) go out, newest first: failed, given up, pending, or stuck sending."""
     rows = conn.execute(
-        'SELECT alert_id AS id, kind, symbol, "timestamp", channel, status, attempts,'
+        'SELECT alert_id::text AS id, kind, symbol, "timestamp", channel, status, attempts,'
         " last_error, next_attempt_at, updated_at FROM alert_deliveries"
-        ' WHERE status = ANY(%s) ORDER BY "timestamp" DESC NULLS LAST, symbol, channel',
-        [list(UNDELIVERED)],
+        " WHERE status = ANY(%s) AND (%s::text IS NULL OR symbol = %s)"
+        ' ORDER BY "timestamp" DESC NULLS LAST, symbol, channel',
+        [list(UNDELIVERED), symbol, symbol],
     )
     return pd.DataFrame(rows.fetchall(), columns=[c.name for c in rows.description])
+
+
+def requeue(conn: psycopg.Connection) -> int:
+    """Deliveries given up, or stuck `sending` (a killed process), due again: an operator's
+    decision (`marketpulse notify retry`), since one stuck mid-way may have reached its
+    receiver."""
+    return conn.execute(
+        "UPDATE alert_deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 0,"
+        " updated_at = now() WHERE status IN ('gave_up', 'sending')"
+    ).rowcount

@@ -259,3 +259,16 @@ def detection_quality_table(conn: psycopg.Connection) -> pd.DataFrame:
         "SELECT method, detections, events, events_found, precision, recall, f1, flag_rate,"
         " recall_at_1pct FROM detection_quality WHERE kind = 'all' ORDER BY f1 DESC NULLS LAST",
     )
+
+
+def alert_rates(conn: psycopg.Connection, symbols: list[str], sessions: int) -> pd.DataFrame:
+    """Per symbol, its alerts among its latest `sessions` scored sessions."""
+    return _frame(
+        conn,
+        "SELECT symbol, count(*)::int AS scored, count(*) FILTER (WHERE is_alert)::int AS alerts"
+        " FROM (SELECT symbol, is_alert, row_number() OVER"
+        '  (PARTITION BY symbol ORDER BY "timestamp" DESC) AS back FROM alert_scores'
+        "  WHERE symbol = ANY(%s) AND p_value IS NOT NULL) AS s"
+        " WHERE back <= %s GROUP BY symbol ORDER BY symbol",
+        [symbols, sessions],
+    )
