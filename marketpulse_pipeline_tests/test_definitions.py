@@ -27,7 +27,10 @@ def test_assets_are_documented(make_defs, key):
     schema = spec.metadata["dagster/column_schema"]
     columns = {column.name: column for column in schema.columns}
     assert {"symbol", "timestamp"} <= set(columns)
+    assert spec.metadata["dagster/table_name"] == f"marketpulse.{key}"
+    assert (columns["symbol"].type, columns["timestamp"].type) == ("text", "date")
     if key == "stock_prices":
+        assert columns["low"].type == "float8"
         assert columns["low"].constraints.other == ["greater_than(0)", "must be a finite number"]
         assert schema.constraints.other == ["low <= min(open, close) and high >= max(open, close)"]
 

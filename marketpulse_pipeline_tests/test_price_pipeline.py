@@ -346,11 +346,13 @@ def test_each_partition_shows_its_own_numbers_and_run_totals_say_so(make_defs, i
             assert own in metadata and f"run_{own}" in metadata
             if asset == "stock_prices":
                 assert metadata["rows_stored"].value == stored[symbol]
+                assert metadata["dagster/row_count"].value == stored[symbol]
                 assert metadata["run_rows_stored"].value == sum(stored.values())
             # every other number is the run's, and named so
             shared = {k for k in metadata if not k.startswith("run_")}
             assert shared <= {
                 own,
+                "dagster/row_count",
                 "window",
                 "source",
                 "rows_rejected",

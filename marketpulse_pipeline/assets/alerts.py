@@ -24,10 +24,10 @@ from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
     Stopwatch,
-    column_schema,
     per_symbol,
     report_partitions,
     run_wide,
+    table_metadata,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
@@ -40,6 +40,7 @@ from marketpulse_pipeline.storage.tables import (
     MARKET_LOCK,
     STOCK_PRICES,
     read_window,
+    row_counts,
 )
 
 PRICE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
@@ -86,7 +87,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
         group_name="alerts",
         kinds=KINDS,
         owners=OWNERS,
-        metadata={"dagster/column_schema": column_schema(AlertScores)},
+        metadata=table_metadata(ALERT_SCORES),
         check_specs=[
             dg.AssetCheckSpec(
                 "alert_rate_within_budget",
@@ -144,6 +145,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                 with clock.stage("write"):
                     write(conn, ALERT_SCORES, scores, plans)
             rate_check = alert_rate_check(conn, symbols, params.budget)
+            stored = row_counts(conn, ALERT_SCORES, symbols)
             charts = {}
             if config.charts:
                 with clock.stage("charts"):
@@ -153,7 +155,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                         if not window.is_empty
                     }
         alerted = scores[scores["is_alert"]]
-        report_partitions(context, windows, {"alerts": alerted}, extra=charts)
+        report_partitions(context, windows, {"alerts": alerted}, extra=charts, stored=stored)
         return dg.MaterializeResult(
             metadata={
                 **run_wide(

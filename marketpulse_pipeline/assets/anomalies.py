@@ -10,10 +10,10 @@ from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
     Stopwatch,
-    column_schema,
     per_symbol,
     report_partitions,
     run_wide,
+    table_metadata,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, previous_session
@@ -28,6 +28,7 @@ from marketpulse_pipeline.storage.tables import (
     STOCK_PRICES,
     read_market,
     read_window,
+    row_counts,
 )
 
 CLOSES = ["symbol", "timestamp", "close"]
@@ -54,7 +55,7 @@ def build_anomaly_asset(
         group_name="detectors",
         kinds=KINDS | {"scikitlearn" if method == "isolation_forest" else "numpy"},
         owners=OWNERS,
-        metadata={"dagster/column_schema": column_schema(Anomalies), "method": method},
+        metadata={**table_metadata(ANOMALIES), "method": method},
         config_schema=_config_schema(detector.params),
         **per_symbol(partitions),
     )
@@ -101,7 +102,8 @@ def build_anomaly_asset(
                 found = validated(Anomalies, found)
             with clock.stage("write"):
                 write(conn, ANOMALIES, found, plans, where)
-        report_partitions(context, windows, {"anomalies_found": found})
+            stored = row_counts(conn, ANOMALIES, symbols, where)
+        report_partitions(context, windows, {"anomalies_found": found}, stored=stored)
         return dg.MaterializeResult(
             metadata={
                 **_benchmark_metadata(benchmark_of, market),

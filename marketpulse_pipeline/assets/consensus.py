@@ -7,10 +7,10 @@ from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
     Stopwatch,
-    column_schema,
     per_symbol,
     report_partitions,
     run_wide,
+    table_metadata,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.consensus import consensus
@@ -21,6 +21,7 @@ from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
     ANOMALY_CONSENSUS,
     read_window,
+    row_counts,
 )
 
 
@@ -41,7 +42,7 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         group_name="consensus",
         kinds=KINDS,
         owners=OWNERS,
-        metadata={"dagster/column_schema": column_schema(AnomalyConsensus)},
+        metadata=table_metadata(ANOMALY_CONSENSUS),
         **per_symbol(partitions),
     )
     def anomaly_consensus(
@@ -65,7 +66,10 @@ def build_consensus_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
                 agreed = validated(AnomalyConsensus, consensus(found, config.min_votes))
             with clock.stage("write"):
                 write(conn, ANOMALY_CONSENSUS, agreed, plans)
-        report_partitions(context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]})
+            stored = row_counts(conn, ANOMALY_CONSENSUS, symbols)
+        report_partitions(
+            context, windows, {"consensus_anomalies": agreed[agreed["is_consensus"]]}, stored=stored
+        )
         return dg.MaterializeResult(
             metadata={
                 **run_wide(

@@ -9,10 +9,10 @@ from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
     Stopwatch,
-    column_schema,
     per_symbol,
     report_partitions,
     run_wide,
+    table_metadata,
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import (
@@ -29,6 +29,7 @@ from marketpulse_pipeline.storage.tables import (
     STOCK_PRICES,
     latest_before,
     read_window,
+    row_counts,
 )
 
 
@@ -46,7 +47,7 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         group_name="features",
         kinds=KINDS,
         owners=OWNERS,
-        metadata={"dagster/column_schema": column_schema(PriceFeatures)},
+        metadata=table_metadata(PRICE_FEATURES),
         **per_symbol(partitions),
     )
     def price_features(
@@ -77,7 +78,8 @@ def build_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
                 features = validated(PriceFeatures, features)
             with clock.stage("write"):
                 write(conn, PRICE_FEATURES, features, plans)
-        report_partitions(context, windows, {"rows_written": features})
+            stored = row_counts(conn, PRICE_FEATURES, symbols)
+        report_partitions(context, windows, {"rows_written": features}, stored=stored)
         return dg.MaterializeResult(
             metadata={
                 **run_wide({"rows_written": len(features), "history_rows_read": len(history)}),

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
-import pandera.pandas as pa
 
 from marketpulse_pipeline.calendar import SessionWindow
+from marketpulse_pipeline.storage.migrations import SCHEMA
+from marketpulse_pipeline.storage.tables import Table
 
 OWNERS = ["team:marketpulse"]
 KINDS = {"postgres", "pandas"}
@@ -22,15 +23,25 @@ def per_symbol(partitions: dg.PartitionsDefinition) -> dict[str, object]:
     return {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 
 
-def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
-    """The `dagster/column_schema` of a table, from the Pandera model that validates it."""
-    schema = model.to_schema()
+def table_metadata(table: Table) -> dict[str, object]:
+    """Definition metadata of an asset stored in `table`: its name and its columns."""
+    return {
+        "dagster/table_name": f"{SCHEMA}.{table.name}",
+        "dagster/column_schema": column_schema(table),
+    }
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    """The `dagster/column_schema` of a table, from the Pandera model that validates it, with
+    each column's PostgreSQL type."""
+    schema = table.model.to_schema()
+    pg_types = dict(table.columns)
     frame_rules = [check.description or check.error or check.name for check in schema.checks]
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=name,
-                type=str(column.dtype),
+                type=pg_types[name],
                 description=column.description,
                 constraints=dg.TableColumnConstraints(
                     nullable=column.nullable,
@@ -58,15 +69,18 @@ def report_partitions(
     counts: Mapping[str, pd.DataFrame],
     asset_key: str | None = None,
     extra: Mapping[str, Mapping[str, object]] | None = None,
+    stored: Mapping[str, int] | None = None,
 ) -> None:
     """Per-partition metadata: the window processed, per name the rows of each frame (which
-    has a `symbol` column) that belong to the partition, and any `extra` entries per symbol."""
+    has a `symbol` column) that belong to the partition, the partition's rows now stored
+    (`dagster/row_count`) and any `extra` entries per symbol."""
     per_symbol = {name: frame["symbol"].value_counts().to_dict() for name, frame in counts.items()}
     for symbol, window in windows.items():
         context.add_asset_metadata(
             {
                 "window": "up to date" if window.is_empty else str(window),
                 **{name: int(found.get(symbol, 0)) for name, found in per_symbol.items()},
+                **({"dagster/row_count": int(stored.get(symbol, 0))} if stored else {}),
                 **(extra or {}).get(symbol, {}),
             },
             asset_key=asset_key,

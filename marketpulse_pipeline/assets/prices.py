@@ -12,11 +12,11 @@ from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
     Stopwatch,
-    column_schema,
     per_symbol,
     report_partitions,
     run_wide,
     sample,
+    table_metadata,
 )
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow, missing_sessions
 from marketpulse_pipeline.prices.quality_gate import GateResult, gate_bars
@@ -26,7 +26,7 @@ from marketpulse_pipeline.resources import (
     PriceSourceResource,
     WindowResource,
 )
-from marketpulse_pipeline.schemas import CorporateActions, InjectedAnomalies, StockPrices
+from marketpulse_pipeline.schemas import CorporateActions, InjectedAnomalies
 from marketpulse_pipeline.session_plan import (
     PlanError,
     ahead_of_clock,
@@ -48,6 +48,7 @@ from marketpulse_pipeline.storage.tables import (
     replace_prices,
     replace_window,
     restated_bars,
+    row_counts,
     span_counts,
     stored_holes,
     stored_sources,
@@ -81,7 +82,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 group_name="prices",
                 kinds=KINDS,
                 owners=OWNERS,
-                metadata={"dagster/column_schema": column_schema(StockPrices)},
+                metadata=table_metadata(STOCK_PRICES),
             ),
             dg.AssetSpec(
                 "injected_anomalies",
@@ -91,7 +92,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 group_name="prices",
                 kinds=KINDS,
                 owners=OWNERS,
-                metadata={"dagster/column_schema": column_schema(InjectedAnomalies)},
+                metadata=table_metadata(INJECTED_ANOMALIES),
             ),
         ],
         check_specs=[
@@ -217,6 +218,8 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             over = _over_tolerance(gaps, price_source.max_missing_sessions)
             for symbol, missing in over.groupby("symbol"):
                 problems.add(f"{GAP_CHECK}: {_describe_gaps(missing)}", [symbol])
+            stored = row_counts(conn, STOCK_PRICES, windows)
+            planted = row_counts(conn, INJECTED_ANOMALIES, windows)
 
         report_partitions(
             context,
@@ -229,6 +232,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "dividends": actions[actions["kind"] == "dividend"],
             },
             asset_key="stock_prices",
+            stored=stored,
             extra={
                 row.symbol: {
                     "restated_from": row.first_changed.isoformat(),
@@ -238,7 +242,11 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             },
         )
         report_partitions(
-            context, windows, {"anomalies_injected": injected}, asset_key="injected_anomalies"
+            context,
+            windows,
+            {"anomalies_injected": injected},
+            asset_key="injected_anomalies",
+            stored=planted,
         )
         context.log.info(
             f"{source.name}: {len(gate.stored) + len(gate.rejected)} bars in,"

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from marketpulse_pipeline.assets.anomalies import anomaly_asset_name
-from marketpulse_pipeline.assets.metadata import KINDS, OWNERS, Stopwatch, column_schema
+from marketpulse_pipeline.assets.metadata import KINDS, OWNERS, Stopwatch, table_metadata
 from marketpulse_pipeline.calendar import EARLIEST_SESSION, SessionWindow
 from marketpulse_pipeline.delivery.charts import markdown_image, quality_chart
 from marketpulse_pipeline.detectors import METHODS
@@ -50,7 +50,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         group_name="quality",
         kinds=KINDS,
         owners=OWNERS,
-        metadata={"dagster/column_schema": column_schema(DetectionQuality)},
+        metadata=table_metadata(DETECTION_QUALITY),
         # eager, but not held back by symbols whose partitions are missing (a new or failed one)
         check_specs=[
             dg.AssetCheckSpec(

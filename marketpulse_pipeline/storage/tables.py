@@ -452,6 +452,21 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
+def row_counts(
+    conn: psycopg.Connection,
+    table: Table,
+    symbols: Iterable[str],
+    where: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Rows stored per symbol (in the slice `where`, if given)."""
+    condition, values = _slice(where or {})
+    query = sql.SQL(
+        "SELECT t.symbol, count(*) FROM {table} AS t WHERE t.symbol = ANY(%s){condition}"
+        " GROUP BY t.symbol"
+    ).format(table=sql.Identifier(table.name), condition=condition)
+    return dict(conn.execute(query, [list(symbols), *values]).fetchall())
+
+
 def table_summary(conn: psycopg.Connection, table: Table, symbols: Iterable[str]) -> pd.DataFrame:
     """Rows and first/last day per symbol."""
     query = sql.SQL(
