@@ -200,3 +200,22 @@ def test_compose_workspace_points_at_the_code_server():
     [command] = [args for instruction, args in dockerfile_instructions() if instruction == "CMD"]
     argv = json.loads(command)
     assert server["host"] == "user_code" and str(server["port"]) == argv[argv.index("--port") + 1]
+
+
+@pytest.mark.slow
+def test_dagsters_dg_cli_loads_the_project(env):
+    """`dg check defs` (what Dagster's own warnings point users to) finds and loads it."""
+    import subprocess
+
+    dg = Path(sys.executable).with_name("dg")
+    if not dg.exists():
+        pytest.skip("dagster-dg-cli is not installed (it is in the dev extra)")
+    result = subprocess.run(
+        [str(dg), "check", "defs"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully." in result.stdout + result.stderr
