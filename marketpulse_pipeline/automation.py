@@ -40,6 +40,11 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         "default_automation_condition_sensor",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "After the symbols' assets update (the evening run, a backfill from the UI), launches"
+            " the whole-watchlist assets once: detection_quality scores the detectors and"
+            " alert_notifications sends the new alerts."
+        ),
     )
 
 

@@ -187,7 +187,7 @@ def from_scratch(
 
 @pytest.mark.slow
 @settings(
-    max_examples=int(os.environ.get("MARKETPULSE_CONVERGENCE_EXAMPLES", "10")),
+    max_examples=int(os.environ.get("MARKETPULSE_CONVERGENCE_EXAMPLES", "8")),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -123,7 +123,7 @@ def build_price_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             ),
         ],
         **per_symbol(partitions),
-        name="prices",
+        name="stock_prices",  # the step is named after the table it fills
     )
     def prices(
         context: dg.AssetExecutionContext,
