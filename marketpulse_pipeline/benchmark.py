@@ -240,11 +240,13 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     """The write floor (bare binary COPY of the rows just written) and the compute floor."""
     from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores
     from marketpulse_pipeline.consensus import consensus
+    from marketpulse_pipeline.delivery.charts import ChartData, render
     from marketpulse_pipeline.detectors import DETECTORS
     from marketpulse_pipeline.detectors.base import market_for
     from marketpulse_pipeline.features.indicators import compute_features
     from marketpulse_pipeline.storage import tables
     from marketpulse_pipeline.storage.database import connect
+    from marketpulse_pipeline.storage.queries import CHART_SESSIONS
 
     everything = {s: SessionWindow(EARLIEST_SESSION, w.end) for s, w in window.items()}
     written = {name: getattr(tables, name.upper()) for name in WRITTEN_TABLES}
@@ -267,9 +269,15 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     market = prices.merge(features, on=["symbol", "timestamp"])
     market["in_window"] = inside_windows(market, window)
     found = [d.detect(market_for(d, d.params(), market), d.params()) for d in DETECTORS.values()]
-    consensus(pd.concat(found, ignore_index=True))
+    anomalies = pd.concat(found, ignore_index=True)
+    consensus(anomalies)
     ordered = prices.sort_values(["symbol", "timestamp"], ignore_index=True)
-    alert_scores(ordered, AlertParams(), score=inside_windows(ordered, window).to_numpy())
+    scores = alert_scores(ordered, AlertParams(), score=inside_windows(ordered, window).to_numpy())
+    for symbol in window:  # each recomputed partition's chart, as the alerts asset draws it
+        bars = market[market["symbol"] == symbol].tail(CHART_SESSIONS)
+        marks = anomalies.loc[anomalies["symbol"] == symbol, ["timestamp", "method"]]
+        alerted = scores.loc[(scores["symbol"] == symbol) & scores["is_alert"]]
+        render(ChartData(symbol, bars, marks, alerted.assign(label=None)), dpi=60)
     step.compute_floor_seconds = time.perf_counter() - began
 
 
