@@ -8,6 +8,9 @@ import dagster as dg
 
 from marketpulse_pipeline.calendar import MARKET_TIMEZONE, closure_reason, is_session
 
+CODE_LOCATION = "marketpulse"
+"""The code location's name (workspace.yaml, [tool.dagster]): runs the CLI launches carry it, so
+the UI lists them under their job, as it lists the runs it launches itself."""
 DAILY_JOB = "marketpulse_daily"
 AFTER_RUN_JOB = "after_the_run"
 WHOLE_WATCHLIST = dg.AssetSelection.assets("detection_quality", "alert_notifications")

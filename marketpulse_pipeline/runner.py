@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketpulse_pipeline.automation import AFTER_RUN_JOB, DAILY_JOB
+from marketpulse_pipeline.automation import AFTER_RUN_JOB, CODE_LOCATION, DAILY_JOB
 
 ProgressFn = Callable[[str], None]
 PRICES = dg.AssetKey("stock_prices")
@@ -124,7 +124,7 @@ def run_pipeline(
             _Reporter(progress, log_dir),
             [],
             _console(verbose),
-            {},
+            LOCATION_TAGS,
         )
     )
     return outcomes
@@ -218,8 +218,13 @@ def log_path(log_dir: Path, run_id: str) -> Path:
     return log_dir / f"{run_id}.log"
 
 
+LOCATION_TAGS = {".dagster/repository": f"__repository__@{CODE_LOCATION}"}
+"""The label the UI filters a job's runs by (Dagster sets it on the runs it launches)."""
+
+
 def _range_tags(symbols: list[str]) -> dict[str, str]:
     return {
+        **LOCATION_TAGS,
         "dagster/asset_partition_range_start": symbols[0],
         "dagster/asset_partition_range_end": symbols[-1],
     }

@@ -103,3 +103,22 @@ def test_the_graph_flows_from_prices_to_consensus(make_defs):
     alerts = graph.get(dg.AssetKey("alerts"))
     parents = {key.to_user_string() for key in alerts.parent_keys}
     assert parents == {"stock_prices", "anomaly_consensus"}
+
+
+def test_cli_runs_carry_the_code_locations_name():
+    """The UI lists a job's runs by code location: the CLI's runs must name the one the UI
+    loads (workspace.yaml, [tool.dagster])."""
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    from marketpulse_pipeline.automation import CODE_LOCATION
+    from marketpulse_pipeline.runner import LOCATION_TAGS
+
+    root = Path(__file__).parents[1]
+    workspace = yaml.safe_load((root / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["location_name"] == CODE_LOCATION
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert project["tool"]["dagster"]["code_location_name"] == CODE_LOCATION
+    assert LOCATION_TAGS[".dagster/repository"] == f"__repository__@{CODE_LOCATION}"

@@ -83,6 +83,9 @@ def test_the_ui_renders_a_partitions_chart(webserver, browser):
     image.wait_for(timeout=30_000)
     width, height = image.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     assert (width, height) == (600, 390)  # the 10 x 6.5 in chart at 60 dpi, decoded
+    # the CLI's run is listed under its job, where a user looks for it
+    page.goto(f"{webserver}/locations/marketpulse/jobs/marketpulse_daily/runs")
+    page.get_by_text("Success").first.wait_for(timeout=30_000)
 
 
 def test_the_report_opens_without_an_error(env, conn, tmp_path, browser, capsys):
