@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
+from marketpulse_pipeline.assets.checks import flag_rate_check
 from marketpulse_pipeline.assets.metadata import (
     KINDS,
     OWNERS,
@@ -57,6 +58,15 @@ def build_anomaly_asset(
         owners=OWNERS,
         metadata={**table_metadata(ANOMALIES), "method": method},
         config_schema=_config_schema(detector.params),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "flag_rate_in_line",
+                asset=anomaly_asset_name(method),
+                description="No symbol's window flags more days than the method's rate over"
+                " the symbol's previous year explains (plus three standard deviations of"
+                " chance, plus two).",
+            )
+        ],
         **per_symbol(partitions),
     )
     def anomalies(
@@ -103,6 +113,8 @@ def build_anomaly_asset(
             with clock.stage("write"):
                 write(conn, ANOMALIES, found, plans, where)
             stored = row_counts(conn, ANOMALIES, symbols, where)
+            in_window = market.loc[market["in_window"], "symbol"].value_counts()
+            rate_check = flag_rate_check(conn, method, windows, found, in_window)
         report_partitions(context, windows, {"anomalies_found": found}, stored=stored)
         return dg.MaterializeResult(
             metadata={
@@ -118,7 +130,8 @@ def build_anomaly_asset(
                     }
                 ),
                 **clock.metadata(),
-            }
+            },
+            check_results=[rate_check],
         )
 
     return anomalies

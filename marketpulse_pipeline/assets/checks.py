@@ -9,7 +9,7 @@ import pandas as pd
 import psycopg
 
 from marketpulse_pipeline.resources import ClockResource, PostgresResource
-from marketpulse_pipeline.storage.queries import alert_rates, pipeline_health
+from marketpulse_pipeline.storage.queries import alert_rates, flag_history, pipeline_health
 
 FRESHNESS_JOB = "check_freshness"
 ALERT_RATE_SESSIONS = 252
@@ -85,4 +85,32 @@ def alert_rate_check(
         passed=over.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"summary": summary, "symbols_over": len(over)},
+    )
+
+
+FLAG_HISTORY_SESSIONS = 252
+
+
+def flag_rate_check(
+    conn: psycopg.Connection, method: str, windows: dict, found: pd.DataFrame, scored: pd.Series
+) -> dg.AssetCheckResult:
+    """Per symbol, the days the method flagged in the run's window against what its previous
+    year's flag rate explains (that rate times the window's sessions, plus three standard
+    deviations of chance, plus two): a method gone noisy, or a market that changed."""
+    history = flag_history(conn, method, windows, FLAG_HISTORY_SESSIONS).set_index("symbol")
+    flagged = found.groupby("symbol")["timestamp"].nunique()
+    lines = []
+    for symbol, row in history.iterrows():
+        if row["sessions"] < 60:  # too little history to judge
+            continue
+        expected = row["flagged"] / row["sessions"] * int(scored.get(symbol, 0))
+        allowed = np.floor(expected + 3 * np.sqrt(expected) + 2)
+        now = int(flagged.get(symbol, 0))
+        if now > allowed:
+            lines.append(f"{symbol}: {now} days flagged, its last year explains {allowed:.0f}")
+    return dg.AssetCheckResult(
+        check_name="flag_rate_in_line",
+        passed=not lines,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"summary": "; ".join(lines) or "every symbol in line with its last year"},
     )

@@ -272,3 +272,25 @@ def alert_rates(conn: psycopg.Connection, symbols: list[str], sessions: int) -> 
         " WHERE back <= %s GROUP BY symbol ORDER BY symbol",
         [symbols, sessions],
     )
+
+
+def flag_history(
+    conn: psycopg.Connection, method: str, windows: dict, sessions: int
+) -> pd.DataFrame:
+    """Per symbol, the method's flagged days and the stored sessions among the `sessions`
+    sessions before its window (`windows`: symbol -> SessionWindow)."""
+    live = {s: w for s, w in windows.items() if not w.is_empty}
+    return _frame(
+        conn,
+        "WITH w AS (SELECT * FROM unnest(%s::text[], %s::date[]) AS w(symbol, first)),"
+        ' h AS (SELECT w.symbol, w.first, (SELECT min(d) FROM (SELECT p."timestamp" AS d'
+        '  FROM stock_prices AS p WHERE p.symbol = w.symbol AND p."timestamp" < w.first'
+        '  ORDER BY p."timestamp" DESC LIMIT %s) AS back) AS since FROM w)'
+        " SELECT h.symbol,"
+        "  (SELECT count(*) FROM stock_prices AS p WHERE p.symbol = h.symbol"
+        '   AND p."timestamp" >= h.since AND p."timestamp" < h.first)::int AS sessions,'
+        '  (SELECT count(DISTINCT a."timestamp") FROM anomalies AS a WHERE a.symbol = h.symbol'
+        '   AND a.method = %s AND a."timestamp" >= h.since AND a."timestamp" < h.first)::int'
+        "   AS flagged FROM h ORDER BY h.symbol",
+        [list(live), [w.start for w in live.values()], sessions, method],
+    )
