@@ -120,7 +120,7 @@ def build_quality_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
                 replace_all(conn, DETECTION_QUALITY, quality)
         overall = quality[quality["kind"] == "all"].set_index("method")
         numbers = {
-            f"{measure}_{method}": float(overall.at[method, measure])
+            f"{measure}_{method}": round(float(overall.at[method, measure]), 4)
             for method in SCORED
             for measure in ("precision", "recall", "f1", "flag_rate", "recall_at_1pct")
             if pd.notna(overall.at[method, measure])
