@@ -18,11 +18,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.alerts.signals import HISTORY_SESSIONS, SIGNALS, signal_statistics
+from marketpulse_pipeline.alerts.signals import (
+    HISTORY_SESSIONS,
+    LONG_BASELINE_SESSIONS,
+    RETURN_HISTORY_SESSIONS,
+    SIGNALS,
+    signal_statistics,
+)
 from marketpulse_pipeline.calendar import session_offset
 from marketpulse_pipeline.detectors.base import anomaly_id, param, to_json
 from marketpulse_pipeline.detectors.calibration import CALIBRATION_SESSIONS, tail_probability
 
+CALIBRATION_WINDOWS = {"return": LONG_BASELINE_SESSIONS}
+"""A signal judged against its own past over more than CALIBRATION_SESSIONS: the ten-year
+`return` against ten years of itself."""
 CONTRIBUTES = 0.01
 """A signal at or below this probability is named among an alert's methods."""
 MARKET_MOVE = 0.05
@@ -58,7 +67,13 @@ def harmonic_mean_p(probabilities: np.ndarray) -> np.ndarray:
 
 def history_start(day: dt.date) -> dt.date:
     """The first session whose prices the scores of `day` read (signals, then calibration)."""
-    return session_offset(day, -(CALIBRATION_SESSIONS + HISTORY_SESSIONS))
+    return session_offset(
+        day,
+        -max(
+            CALIBRATION_SESSIONS + HISTORY_SESSIONS,
+            CALIBRATION_WINDOWS["return"] + RETURN_HISTORY_SESSIONS,
+        ),
+    )
 
 
 def alert_scores(
@@ -75,7 +90,10 @@ def alert_scores(
     scores = signal_statistics(prices, params.benchmark)
     keys = scores["symbol"].to_numpy()
     for name in SIGNALS:
-        scores[f"p_{name}"] = tail_probability(keys, scores[name].to_numpy(), rows=score)
+        window = CALIBRATION_WINDOWS.get(name, CALIBRATION_SESSIONS)
+        scores[f"p_{name}"] = tail_probability(
+            keys, scores[name].to_numpy(), window=window, rows=score
+        )
     probabilities = scores[[f"p_{name}" for name in SIGNALS]].to_numpy()
     scores["p_value"] = harmonic_mean_p(probabilities)
     scores["is_alert"] = is_alert(scores, params, labels)

@@ -45,7 +45,7 @@ SYNTHETIC_SCORED_FROM = dt.date(2020, 1, 2)
 DEFAULTS = AlertParams()
 LOOSER = AlertParams(budget=0.004)
 """The largest budget at which the flag stays within 1 % of the real indices' days."""
-LABELLING = AlertParams(budget=0.005)
+LABELLING = AlertParams(budget=0.006)
 """A user who runs a loose budget, and so has false alerts to label."""
 
 

@@ -2,9 +2,10 @@
 
 Each signal is a statistic, larger = more unusual, judged against the sessions before the day:
 
-- `return`: the log return's distance from the median of the previous year's, in their robust
-  spread (median absolute deviation) — each crash is measured on its own year, and an earlier
-  crash in that year does not widen the yardstick;
+- `return`: the log return's distance from the median of the previous ten years' returns, in
+  their robust spread (interquartile range / 1.349) — a crash is measured against a decade, so
+  the fifth -9 % day of late 2008 is still news where a one-year yardstick has grown used to
+  them, and earlier crashes barely widen it;
 - `volatility_adjusted`: the return over a RiskMetrics (EWMA, λ = 0.94) volatility of the
   returns before it, which reacts within days to a change of regime: a 4 % drop after a calm
   spell counts as the shock it is. Each earlier return counts as at most `WINSORIZE` robust
@@ -36,15 +37,18 @@ from marketpulse_pipeline.features.rolling import (
 )
 
 SIGNALS = ("return", "volatility_adjusted", "range", "volume", "market_relative")
+LONG_BASELINE_SESSIONS = 2520
+"""The `return` signal's yardstick: ten years of returns (rolling order statistics, exact)."""
 BASELINE_SESSIONS = 252
 EWMA_LAMBDA = 0.94
 EWMA_SESSIONS = 250  # λ^250 ≈ 2e-7: the weights beyond it are nothing
 MIN_BASELINE = 20
 WINSORIZE = 4.0
 HISTORY_SESSIONS = BASELINE_SESSIONS + max(BASELINE_SESSIONS, EWMA_SESSIONS) + 2
-"""Sessions before a day that its signals read: the volume signal's year-long line and the
+"""Sessions before a day that the other signals read: the volume signal's year-long line and the
 volatility's span are over statistics that each read a year's baseline before them (and a
 return, two bars)."""
+RETURN_HISTORY_SESSIONS = LONG_BASELINE_SESSIONS + 2
 
 
 def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFrame:
@@ -65,7 +69,7 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
     with np.errstate(divide="ignore", invalid="ignore"):
         distance = np.abs(deviation) / spread
         statistics = {
-            "return": distance,
+            "return": _long_distance(keys, returns),
             "volatility_adjusted": np.abs(returns) / volatility,
             "range": log_range / volatility,
             "volume": trailing_residual(keys, log_volume, np.log1p(distance), BASELINE_SESSIONS),
@@ -76,6 +80,25 @@ def signal_statistics(prices: pd.DataFrame, benchmark: str | None) -> pd.DataFra
     for name in SIGNALS:
         frame[name] = np.where(np.isfinite(statistics[name]), statistics[name], np.nan)
     return frame
+
+
+def _long_distance(keys: np.ndarray, returns: np.ndarray) -> np.ndarray:
+    """|return - median| / (IQR / 1.349) over the previous LONG_BASELINE_SESSIONS returns of the
+    same symbol (at least MIN_BASELINE). pandas' rolling median and quantiles are exact order
+    statistics of the window's values, so a day computed alone equals the same day in a
+    backfill, in O(n log w)."""
+    past = pd.Series(returns).groupby(keys, sort=False).shift(1)
+    window = past.groupby(keys, sort=False).rolling(
+        LONG_BASELINE_SESSIONS, min_periods=MIN_BASELINE
+    )
+
+    def aligned(values: pd.Series) -> np.ndarray:
+        return values.reset_index(level=0, drop=True).sort_index().to_numpy()
+
+    median = aligned(window.median())
+    spread = (aligned(window.quantile(0.75)) - aligned(window.quantile(0.25))) / 1.349
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(returns - median) / np.where(spread > 0, spread, np.nan)
 
 
 def _baseline(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
