@@ -27,9 +27,8 @@ from marketpulse_pipeline.delivery.config import NotificationSettings, notificat
 from marketpulse_pipeline.delivery.messages import failure_message
 from marketpulse_pipeline.delivery.notify import Notifier
 from marketpulse_pipeline.delivery.policy import NOTIFIED, plan_deliveries
-from marketpulse_pipeline.detectors.base import anomaly_id
+from marketpulse_pipeline.detectors.base import anomaly_id, stable_id
 from marketpulse_pipeline.settings import Settings, SettingsError
-from marketpulse_pipeline.storage.deliveries import ledger_id
 
 LATEST = dt.date(2025, 12, 31)
 NOW = dt.datetime(2025, 12, 31, 23, 30, tzinfo=dt.UTC)
@@ -276,7 +275,7 @@ def test_a_run_failure_goes_out_once(conn, receiver):
         chosen,
     )
     for _ in range(2):
-        notifier(conn, chosen).deliver_once(ledger_id("run", "0123abcd-run"), message)
+        notifier(conn, chosen).deliver_once(stable_id("run", "0123abcd-run"), message)
     [hook] = posts(receiver, "/hook")
     body = json.loads(hook.data)
     assert body["schema"] == "marketpulse.run_failure/v1" and body["step"] == "stock_prices"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marketpulse_pipeline.detectors.base import with_benchmark_returns
 from marketpulse_pipeline.features.rolling import (
     ewma_volatility,
     per_group,
@@ -118,13 +119,13 @@ def _baseline(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarr
 def _market_relative(
     prices: pd.DataFrame, returns: np.ndarray, benchmark: str | None
 ) -> np.ndarray:
-    """|residual| of each return against the benchmark's on the same day; NaN for the
-    benchmark itself, or without one."""
-    keys = prices["symbol"].to_numpy()
-    is_benchmark = keys == benchmark
-    if not is_benchmark.any():
+    """|residual| of each return against the benchmark's on the same day (the market_relative
+    method's join); NaN for the benchmark itself, or without one."""
+    if benchmark is None or not (prices["symbol"] == benchmark).any():
         return np.full(len(prices), np.nan)
-    by_day = pd.Series(returns[is_benchmark], index=prices["timestamp"][is_benchmark])
-    market = prices["timestamp"].map(by_day).to_numpy("float64")
-    market = np.where(is_benchmark, np.nan, market)
-    return np.abs(trailing_residual(keys, returns, market, BASELINE_SESSIONS))
+    symbols = dict.fromkeys(prices["symbol"].unique(), benchmark)
+    closes = prices.loc[prices["symbol"] == benchmark, ["symbol", "timestamp", "close"]]
+    market = with_benchmark_returns(prices[["symbol", "timestamp"]], closes, symbols)
+    theirs = market["benchmark_return"].to_numpy("float64")
+    keys = prices["symbol"].to_numpy()
+    return np.abs(trailing_residual(keys, returns, theirs, BASELINE_SESSIONS))

@@ -10,8 +10,8 @@ import dagster as dg
 
 from marketpulse_pipeline.assets.metadata import KINDS, OWNERS
 from marketpulse_pipeline.delivery.messages import failure_message
+from marketpulse_pipeline.detectors.base import stable_id
 from marketpulse_pipeline.resources import ClockResource, NotifierResource, PostgresResource
-from marketpulse_pipeline.storage.deliveries import ledger_id
 
 
 def build_notifications_asset() -> dg.AssetsDefinition:
@@ -66,7 +66,7 @@ def build_failure_sensor() -> dg.RunStatusSensorDefinition:
         step = ", ".join(dict.fromkeys(s for s in steps if s)) or None
         message = failure_message(run.run_id, run.job_name, step, symbols, cause, settings)
         with database.connect() as conn:
-            notifier.build(conn, clock.moment()).deliver_once(ledger_id("run", run.run_id), message)
+            notifier.build(conn, clock.moment()).deliver_once(stable_id("run", run.run_id), message)
 
     return notify_run_failures
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -47,11 +48,9 @@ class ChartData:
 
 def render(data: ChartData, fmt: str = "png", dpi: int = 80) -> bytes:
     """The chart as PNG (or SVG) bytes; a chart with no bars says so instead of failing."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+
+    plt = _pyplot()
 
     numbers = ["close", "volume", "sma_20", "bb_upper", "bb_lower", "rsi_14"]
     bars = data.bars.assign(**{c: pd.to_numeric(data.bars[c]).astype("float64") for c in numbers})
@@ -110,10 +109,7 @@ def render(data: ChartData, fmt: str = "png", dpi: int = 80) -> bytes:
 
 def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:
     """Precision and recall per method (index: method), best F1 first, as grouped bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     shown = overall.sort_values("f1", ascending=True, na_position="first")
     figure, axis = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
@@ -132,6 +128,16 @@ def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:
         return _save(figure, "png", dpi)
     finally:
         plt.close(figure)
+
+
+def _pyplot() -> ModuleType:
+    """pyplot on the Agg backend: no display, the same pixels everywhere."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _alerts(axis: Axes, alerts: pd.DataFrame, close: pd.Series) -> None:

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from marketpulse_pipeline.alerts.signals import SIGNALS
 from marketpulse_pipeline.delivery.config import NotificationSettings
-
-SIGNALS = ("return", "volatility_adjusted", "range", "volume", "market_relative")
-"""The alert layer's signals, as stored in `alert_scores` (p_<signal>)."""
 
 
 @dataclass(frozen=True)

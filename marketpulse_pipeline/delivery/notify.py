@@ -22,6 +22,7 @@ from marketpulse_pipeline.delivery.messages import (
     from_record,
 )
 from marketpulse_pipeline.delivery.policy import backoff_seconds, plan_deliveries
+from marketpulse_pipeline.detectors.base import stable_id
 from marketpulse_pipeline.storage import deliveries
 from marketpulse_pipeline.storage.queries import pipeline_health
 
@@ -118,7 +119,7 @@ class Notifier:
 
     def _digest(self, channel: Channel, latest: dt.date, by_id: dict, report: Report) -> None:
         """One message per session: its alerts, the stale symbols and the failed runs."""
-        key = deliveries.ledger_id("digest", latest.isoformat())
+        key = stable_id("digest", latest.isoformat())
         with self.conn.transaction():
             deliveries.add_delivery(self.conn, key, channel.name, "digest", {}, latest)
         digests = deliveries.claim(self.conn, channel.name, ["digest"], self.now)

@@ -90,10 +90,15 @@ def market_for(
     return with_benchmark_returns(market, own if closes is None else closes, benchmark_of)
 
 
-def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:
-    """A stable 63-bit id: the same anomaly gets the same id in every run and every database."""
-    key = f"{symbol}|{timestamp:%Y-%m-%d}|{method}|{anomaly_type}".encode()
+def stable_id(*parts: str) -> int:
+    """A stable 63-bit id of `parts`: the same in every run and every database."""
+    key = "|".join(parts).encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: str) -> int:
+    """The id of one anomaly (or alert): stable, so labels survive re-materialization."""
+    return stable_id(symbol, f"{timestamp:%Y-%m-%d}", method, anomaly_type)
 
 
 def to_json(details: dict[str, object]) -> str:

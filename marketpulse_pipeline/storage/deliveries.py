@@ -9,7 +9,6 @@ in `marketpulse alerts --undelivered` and is not sent again by itself (at most o
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Sequence
 
 import pandas as pd
@@ -18,12 +17,6 @@ from psycopg.types.json import Jsonb
 
 CLAIMABLE = ("pending", "failed")
 UNDELIVERED = ("pending", "sending", "failed", "gave_up")
-
-
-def ledger_id(*parts: str) -> int:
-    """A stable 63-bit id for a delivery that is not an alert (a digest, a run failure)."""
-    key = "|".join(parts).encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
 def current_alerts(conn: psycopg.Connection) -> pd.DataFrame:

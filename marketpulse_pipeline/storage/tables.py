@@ -459,22 +459,24 @@ def row_counts(
     where: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Rows stored per symbol (in the slice `where`, if given)."""
+    summary = table_summary(conn, table, symbols, where)
+    return dict(zip(summary["symbol"], summary["rows"].astype(int), strict=True))
+
+
+def table_summary(
+    conn: psycopg.Connection,
+    table: Table,
+    symbols: Iterable[str],
+    where: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Rows and first/last day per symbol (in the slice `where`, if given)."""
     condition, values = _slice(where or {})
-    query = sql.SQL(
-        "SELECT t.symbol, count(*) FROM {table} AS t WHERE t.symbol = ANY(%s){condition}"
-        " GROUP BY t.symbol"
-    ).format(table=sql.Identifier(table.name), condition=condition)
-    return dict(conn.execute(query, [list(symbols), *values]).fetchall())
-
-
-def table_summary(conn: psycopg.Connection, table: Table, symbols: Iterable[str]) -> pd.DataFrame:
-    """Rows and first/last day per symbol."""
     query = sql.SQL(
         'SELECT s AS symbol, count(t.symbol) AS rows, min(t."timestamp") AS first,'
         ' max(t."timestamp") AS last FROM unnest(%s::text[]) AS s'
-        " LEFT JOIN {table} AS t ON t.symbol = s GROUP BY s ORDER BY s"
-    ).format(table=sql.Identifier(table.name))
-    rows = conn.execute(query, [list(symbols)]).fetchall()
+        " LEFT JOIN {table} AS t ON t.symbol = s{condition} GROUP BY s ORDER BY s"
+    ).format(table=sql.Identifier(table.name), condition=condition)
+    rows = conn.execute(query, [list(symbols), *values]).fetchall()
     return pd.DataFrame(rows, columns=["symbol", "rows", "first", "last"])
 
 
