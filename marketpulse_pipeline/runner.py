@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
 
 from marketpulse_pipeline.automation import AFTER_RUN_JOB, CODE_LOCATION, DAILY_JOB
 
@@ -146,13 +153,17 @@ def _launch(
     instance.add_event_listener(run_id, reporter)
     what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
     reporter.progress(f"run {run_id[:8]}: {what}")
-    result = job.execute_in_process(
-        run_config=run_config,
-        instance=instance,
-        run_id=run_id,
-        raise_on_error=False,
-        tags=tags,
-        asset_selection=asset_selection,
+    result = execute_run(
+        InMemoryJob(job),
+        instance.create_run_for_job(
+            job_def=job,
+            run_id=run_id,
+            run_config=run_config,
+            tags={**job.run_tags, **tags},
+            asset_selection=frozenset(asset_selection) if asset_selection else None,
+            remote_job_origin=_origin(job.name),
+        ),
+        instance,
     )
     outcome.success = result.success
     if not result.success and not outcome.failures:
@@ -216,6 +227,13 @@ class _Reporter:
 def log_path(log_dir: Path, run_id: str) -> Path:
     """Where a failed run's full errors are."""
     return log_dir / f"{run_id}.log"
+
+
+def _origin(job_name: str) -> RemoteJobOrigin:
+    """The job as the UI knows it (code location `marketpulse`): the Overview timeline places
+    only runs that carry it, as the runs the UI launches do."""
+    location = RegisteredCodeLocationOrigin(CODE_LOCATION)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
 
 
 LOCATION_TAGS = {".dagster/repository": f"__repository__@{CODE_LOCATION}"}

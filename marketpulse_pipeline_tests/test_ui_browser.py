@@ -86,6 +86,10 @@ def test_the_ui_renders_a_partitions_chart(webserver, browser):
     # the CLI's run is listed under its job, where a user looks for it
     page.goto(f"{webserver}/locations/marketpulse/jobs/marketpulse_daily/runs")
     page.get_by_text("Success").first.wait_for(timeout=30_000)
+    # and on the Overview timeline, as a row per job
+    page.goto(f"{webserver}/overview/activity/timeline")
+    page.get_by_role("link", name="marketpulse_daily").first.wait_for(timeout=30_000)
+    page.get_by_role("link", name="after_the_run").first.wait_for(timeout=30_000)
 
 
 def test_the_report_opens_without_an_error(env, conn, tmp_path, browser, capsys):
