@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import psycopg
 
-from marketpulse_pipeline.cli import charts, notify, pipeline, reads
+from marketpulse_pipeline.cli import charts, notify, pipeline, reads, serve
 from marketpulse_pipeline.settings import Settings, SettingsError, scrub_password
 from marketpulse_pipeline.storage.database import EmbeddedServerError, SchemaOutdated
 
@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reads.add_commands(commands)
     notify.add_commands(commands)
     charts.add_commands(commands)
+    serve.add_commands(commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already reported

@@ -222,10 +222,10 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     with connect_readonly(url) as conn:
         health = queries.pipeline_health(conn, list(settings.symbols), settings.now)
     _show(health, args.json)
-    wrong = health[~health["ok"].astype(bool)]
-    for symbol, problems in zip(wrong["symbol"], wrong["problems"], strict=True):
-        print(f"{symbol}: {problems}", file=sys.stderr)
-    return 1 if len(wrong) else 0
+    problems = queries.health_problems(health)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _label(args: argparse.Namespace, settings: Settings) -> int:

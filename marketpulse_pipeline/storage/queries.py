@@ -18,7 +18,7 @@ class UnknownError(LookupError):
     """A symbol, method or anomaly id that the database does not know."""
 
 
-def _frame(conn: psycopg.Connection, query: str, params: list | None = None) -> pd.DataFrame:
+def _frame(conn: psycopg.Connection, query: str, params: list | dict | None = None) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(query, params)
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
@@ -33,14 +33,32 @@ def recent_anomalies(
     days: int = 7,
     limit: int = 100,
     today: dt.date | None = None,
+    offset: int = 0,
 ) -> pd.DataFrame:
+    """The SQL function's rows, from the `offset`-th on: its order is total (the id breaks
+    ties), so pages of one filter cover its rows once each."""
     if symbol:
         require_symbol(conn, symbol)
     return _frame(
         conn,
-        "SELECT * FROM recent_anomalies(%s, %s, %s, %s, %s, coalesce(%s, current_date))",
-        [symbol, method, anomaly_type, days, limit, today],
+        "SELECT * FROM recent_anomalies(%s, %s, %s, %s, %s, coalesce(%s, current_date))"
+        ' ORDER BY "timestamp" DESC, severity DESC, id OFFSET %s',
+        [symbol, method, anomaly_type, days, limit + offset, today, offset],
     )
+
+
+def anomaly_by_id(conn: psycopg.Connection, anomaly_id: int) -> pd.DataFrame:
+    """One anomaly with the columns (and latest label) `recent_anomalies` gives."""
+    found = _frame(
+        conn,
+        'SELECT a.id, a.symbol, a."timestamp", a.anomaly_type, a.method, a.score, a.severity,'
+        " a.details, l.label, l.note, a.created_at FROM anomalies AS a"
+        " LEFT JOIN anomaly_labels AS l ON l.anomaly_id = a.id WHERE a.id = %s",
+        [anomaly_id],
+    )
+    if found.empty:
+        raise UnknownError(f"no anomaly with id {anomaly_id}")
+    return found
 
 
 def recent_alerts(
@@ -50,13 +68,16 @@ def recent_alerts(
     days: int = 30,
     limit: int = 100,
     today: dt.date | None = None,
+    offset: int = 0,
 ) -> pd.DataFrame:
+    """The SQL function's rows, from the `offset`-th on (a total order: pages never overlap)."""
     if symbol:
         require_symbol(conn, symbol)
     return _frame(
         conn,
-        "SELECT * FROM recent_alerts(%s, %s, %s, coalesce(%s, current_date))",
-        [symbol, days, limit, today],
+        "SELECT * FROM recent_alerts(%s, %s, %s, coalesce(%s, current_date))"
+        ' ORDER BY "timestamp" DESC, p_value, symbol OFFSET %s',
+        [symbol, days, limit + offset, today, offset],
     )
 
 
@@ -95,6 +116,16 @@ def pipeline_health(
         "SELECT * FROM pipeline_health(%s, interval '3 hours', coalesce(%s, now()))",
         [symbols, now],
     )
+
+
+def health_problems(health: pd.DataFrame) -> list[str]:
+    """The verdict on `pipeline_health`'s rows: a line per symbol with a problem, none when all
+    is well — `marketpulse health`'s exit code and the API's 503 both come from here."""
+    wrong = health[~health["ok"].astype(bool)]
+    return [
+        f"{symbol}: {' '.join(str(problems).split())}"
+        for symbol, problems in zip(wrong["symbol"], wrong["problems"], strict=True)
+    ]
 
 
 def require_symbol(conn: psycopg.Connection, symbol: str) -> None:
@@ -294,3 +325,29 @@ def flag_history(
         "   AS flagged FROM h ORDER BY h.symbol",
         [list(live), [w.start for w in live.values()], sessions, method],
     )
+
+
+def anomaly_counts(
+    conn: psycopg.Connection, days: int | None = None, today: dt.date | None = None
+) -> pd.DataFrame:
+    """Anomalies per method and type: stored ones, or those of the last `days` market days up to
+    `today` (counted as `anomaly_stats` counts)."""
+    return _frame(
+        conn,
+        "SELECT method, anomaly_type, count(*)::int AS anomalies FROM anomalies"
+        ' WHERE %(days)s::int IS NULL OR ("timestamp" <= coalesce(%(today)s, current_date)'
+        ' AND "timestamp" > coalesce(%(today)s, current_date) - %(days)s::int)'
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        {"days": days, "today": today},
+    )
+
+
+def latest_sessions(conn: psycopg.Connection) -> pd.DataFrame:
+    """Each symbol's latest stored session (the `latest_prices` view)."""
+    return _frame(conn, 'SELECT symbol, "timestamp" FROM latest_prices ORDER BY symbol')
+
+
+def rejected_rows(conn: psycopg.Connection) -> int:
+    """Bars the quality gate has refused, ever (`rejected_prices` only grows)."""
+    [(count,)] = conn.execute("SELECT count(*) FROM rejected_prices").fetchall()
+    return count
