@@ -18,13 +18,14 @@ from marketpulse_pipeline_tests.conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES = {"postgres", "user_code", "webserver", "daemon", "grafana"}
+SERVICES = {"postgres", "user_code", "webserver", "daemon", "grafana", "api"}
 SECRET_VARIABLES = {
     "POSTGRES_PASSWORD",
     "MARKETPULSE_DB_PASSWORD",
     "DAGSTER_DB_PASSWORD",
     "GRAFANA_DB_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
+    "API_READER_DB_PASSWORD",
 }
 
 
@@ -66,7 +67,7 @@ def test_compose_runs_the_whole_stack_with_healthchecks_in_order():
     assert set(services) == SERVICES
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
-    for name in ("user_code", "webserver", "daemon", "grafana"):
+    for name in ("user_code", "webserver", "daemon", "grafana", "api"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("webserver", "daemon"):
         assert services[name]["depends_on"]["user_code"]["condition"] == "service_healthy"
@@ -103,6 +104,22 @@ def test_pipeline_and_grafana_use_their_own_roles():
     assert datasource["user"] == "grafana_reader"
     assert datasource["uid"] == "marketpulse-postgres"
     assert datasource["secureJsonData"]["password"] == "$GRAFANA_DB_PASSWORD"
+
+
+def test_the_api_serves_reads_through_a_read_only_role_and_probes_health():
+    api = COMPOSE["services"]["api"]
+    assert api["image"] == COMPOSE["services"]["user_code"]["image"]  # the pipeline's image
+    assert api["command"][:2] == ["marketpulse", "serve"]
+    assert api["command"][api["command"].index("--host") + 1] == "0.0.0.0"
+    environment = api["environment"]
+    read_url = environment["MARKETPULSE_API_READ_DATABASE_URL"]
+    assert read_url.startswith("postgresql://api_reader:${API_READER_DB_PASSWORD")
+    assert environment["MARKETPULSE_API_TOKEN"] == "${MARKETPULSE_API_TOKEN:-}"  # off unless set
+    assert "/health" in " ".join(api["healthcheck"]["test"])
+    roles = (ROOT / "infra/postgres/init-roles.sh").read_text()
+    assert "CREATE ROLE api_reader" in roles and "GRANT SELECT ON TABLES TO api_reader" in roles
+    assert "default_transaction_read_only = on" in roles
+    assert "API_READER_DB_PASSWORD" in COMPOSE["services"]["postgres"]["environment"]
 
 
 # Kubernetes ------------------------------------------------------------------------------------
