@@ -25,6 +25,7 @@ WRITTEN_BY_SQL = {
     "market_sessions": "the migration runner, keeping the NYSE calendar ahead",
     "anomaly_feedback": "`marketpulse label` (its id is a bigserial, labelled_at a default)",
     "alert_deliveries": "the notifier: a claim and an outcome per row, under row locks",
+    "detector_models": "store_models, each symbol's newest model with the method's anomalies",
 }
 """Tables with no model, and what writes them with plain SQL."""
 

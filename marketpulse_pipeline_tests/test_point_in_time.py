@@ -87,11 +87,16 @@ def test_backfill_and_daily_runs_give_identical_rows(
 
 def test_a_daily_run_reads_a_bounded_history(make_defs, instance):
     defs = make_defs(MARKETPULSE_START_DATE=HISTORY_START.isoformat())
-    materialize(defs, instance, as_of=DAILY[0])
-    materialize(defs, instance, as_of=DAILY[1])  # one new session after ten months
+    materialize(defs, instance, as_of=DAILY[-2])
+    materialize(defs, instance, as_of=DAILY[-1])  # one new session after ten months
     event = instance.get_latest_materialization_event(dg.AssetKey("price_features"))
     read = event.asset_materialization.metadata["run_history_rows_read"].value
     assert 0 < read <= len(SYMBOLS) * 62  # the RSI state row and 60 sessions of lookback
+    # and it scores with the Isolation Forest models it kept, without refitting
+    event = instance.get_latest_materialization_event(dg.AssetKey("anomalies_isolation_forest"))
+    metadata = event.asset_materialization.metadata
+    counts = metadata["run_models_fitted"].value, metadata["run_models_reused"].value
+    assert counts == (0, len(SYMBOLS))
 
 
 def test_later_data_never_changes_earlier_rows(make_defs, instance, database_url):

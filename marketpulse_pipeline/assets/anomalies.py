@@ -19,9 +19,10 @@ from marketpulse_pipeline.assets.metadata import (
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, previous_session
 from marketpulse_pipeline.detectors import DETECTORS, Detector
-from marketpulse_pipeline.detectors.base import calibrated_history_start, market_for
+from marketpulse_pipeline.detectors.base import ModelCache, calibrated_history_start, market_for
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import Anomalies, validated
+from marketpulse_pipeline.storage.models import load_models, store_models
 from marketpulse_pipeline.storage.tables import (
     ANOMALIES,
     MARKET_LOCK,
@@ -54,7 +55,7 @@ def build_anomaly_asset(
         deps=["price_features", "stock_prices"],
         description=f"{detector.description} Rows go to the `anomalies` table (method = {method}).",
         group_name="detectors",
-        kinds=KINDS | {"scikitlearn" if method == "isolation_forest" else "numpy"},
+        kinds=KINDS | {"isotree" if method == "isolation_forest" else "numpy"},
         owners=OWNERS,
         metadata={**table_metadata(ANOMALIES), "method": method},
         config_schema=_config_schema(detector.params),
@@ -106,12 +107,19 @@ def build_anomaly_asset(
                 if benchmark_of:
                     closes = read_closes(conn, set(benchmark_of.values()), history)
                     market = market_for(detector, params, market, closes)
+            models = ModelCache(
+                load_models(conn, method, list(live)) if detector.keeps_models else {}
+            )
             with clock.stage("detect"):
-                found = detector.detect(market, params)
+                if detector.keeps_models:
+                    found = detector.detect(market, params, models)
+                else:
+                    found = detector.detect(market, params)
             with clock.stage("validation"):
                 found = validated(Anomalies, found)
             with clock.stage("write"):
                 write(conn, ANOMALIES, found, plans, where)
+                store_models(conn, method, models.to_store())
             stored = row_counts(conn, ANOMALIES, symbols, where)
             in_window = market.loc[market["in_window"], "symbol"].value_counts()
             rate_check = flag_rate_check(conn, method, windows, found, in_window)
@@ -123,6 +131,11 @@ def build_anomaly_asset(
                     {
                         "anomalies_found": len(found),
                         "sessions_scored": int(market["in_window"].sum()),
+                        **(
+                            {"models_fitted": models.fitted, "models_reused": models.reused}
+                            if detector.keeps_models
+                            else {}
+                        ),
                         **{
                             f"type_{kind}": int(count)
                             for kind, count in _type_counts(found, detector).items()

@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import math
+import pickle
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,8 @@ class Detector:
 
     method: str
     params: type
-    detect: Callable[[pd.DataFrame, Any], pd.DataFrame]
+    detect: Callable[..., pd.DataFrame]
+    """(market frame, parameters[, ModelCache when `keeps_models`]) → anomaly rows."""
     history_start: Callable[[Any, dt.date], dt.date]
     """The first session whose rows the method needs to score a window starting on a day."""
     description: str
@@ -42,6 +45,47 @@ class Detector:
     """For a method that reads other symbols' prices: each symbol's benchmark. Its rows then
     read every symbol's prices (`MARKET_TARGETS`), and its market frame gets `benchmark` and
     `benchmark_return` (`with_benchmark_returns`)."""
+    keeps_models: bool = False
+    """For a method that fits models: `detect` takes a `ModelCache` third, and each symbol's
+    newest model is kept in the database between runs."""
+
+
+@dataclass
+class ModelCache:
+    """Each symbol's newest fitted model — the one that scores its coming sessions — so that a
+    daily run scores without refitting. `stored` holds them as the database keeps them (refit
+    point, version, payload), unpickled only when asked for with their version (a model's
+    `version` names everything it was fitted from); `detect` puts each model it used in `used`.
+    """
+
+    stored: dict[str, tuple[pd.Timestamp, str, bytes]] = field(default_factory=dict)
+    used: dict[str, tuple[pd.Timestamp, Any]] = field(default_factory=dict)
+    reused: int = 0
+    fitted: int = 0
+
+    def get(self, symbol: str, point: pd.Timestamp, version: str) -> Any:
+        found = self.stored.get(symbol)
+        if found is None or found[:2] != (point, version):
+            return None
+        self.reused += 1
+        return pickle.loads(zlib.decompress(found[2]))  # the pipeline's own table: trusted
+
+    def keep(self, symbol: str, point: pd.Timestamp, model: Any) -> None:
+        newest = self.used.get(symbol)
+        if newest is None or point >= newest[0]:
+            self.used[symbol] = (point, model)
+
+    def to_store(self) -> list[tuple[str, pd.Timestamp, str, bytes]]:
+        """What the store lacks: a symbol's newest model, unless the store holds a later refit
+        point (a re-run of an old window) or this very model."""
+        rows = []
+        for symbol, (point, model) in sorted(self.used.items()):
+            stored = self.stored.get(symbol)
+            newer = stored is None or point > stored[0]
+            refitted = stored is not None and point == stored[0] and model.version != stored[1]
+            if newer or refitted:
+                rows.append((symbol, point, model.version, zlib.compress(pickle.dumps(model), 1)))
+        return rows
 
 
 def param(default: object, description: str) -> Any:
