@@ -407,7 +407,8 @@ def _handle_errors(app: FastAPI, settings: Settings) -> None:
         parts = []
         for problem in error.errors():
             where = [str(p) for p in problem["loc"] if p not in ("query", "path", "body")]
-            parts.append(f"{'.'.join(where) or 'body'}: {problem['msg']}")
+            reason = problem["msg"].removeprefix("Value error, ")  # pydantic's prefix
+            parts.append(f"{'.'.join(where) or 'body'}: {reason}")
         return _problem(422, "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)

@@ -32,8 +32,11 @@ def route_mix(client: httpx.Client) -> list[tuple[str, str]]:
     """(route template, URL) pairs, in the proportions a dashboard asks: lists of anomalies
     (filtered and not), one anomaly, stats, alerts, and each symbol's latest bar and history.
     The symbols and an anomaly id are read from the server itself."""
-    symbols = [row["symbol"] for row in client.get("/health").json()["symbols"]]
-    recent = client.get("/anomalies", params={"days": 3650, "limit": 1}).json()
+    health = client.get("/health").json()  # 200, or 503 with the symbols when data is stale
+    symbols = [row["symbol"] for row in health["symbols"]]
+    if not symbols:
+        raise RuntimeError(f"the server cannot serve the load: {health['detail']}")
+    recent = client.get("/anomalies", params={"days": 3650, "limit": 1}).raise_for_status().json()
     mix = [
         ("/anomalies", "/anomalies?days=30&limit=50"),
         ("/anomalies", "/anomalies?days=365&limit=20&offset=20"),
