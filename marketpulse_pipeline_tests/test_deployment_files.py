@@ -211,6 +211,20 @@ def test_dockerfile_and_compose_commands_are_installed_entry_points():
     assert json.loads(command)[-1] == "marketpulse_pipeline.definitions"
 
 
+def test_the_image_installs_the_api_extra_that_compose_serves():
+    """The compose `api` service runs `marketpulse serve` in this image: without the extra, it
+    exits 2 (`serve needs the api extra`) and restarts forever."""
+    installs = [args for instruction, args in dockerfile_instructions() if instruction == "RUN"]
+    extras = {
+        extra.strip()
+        for args in installs
+        for spec in re.findall(r"pip install [\"']?\.\[([^\]]+)\]", args)
+        for extra in spec.split(",")
+    }
+    assert "api" in extras, installs
+    assert COMPOSE["services"]["api"]["command"][:2] == ["marketpulse", "serve"]
+
+
 def test_compose_workspace_points_at_the_code_server():
     workspace = yaml.safe_load((ROOT / "infra/dagster/workspace.yaml").read_text())
     server = workspace["load_from"][0]["grpc_server"]
