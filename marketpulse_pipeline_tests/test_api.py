@@ -4,12 +4,16 @@ the token, bad input and a dead database are one-line JSON errors, and the proce
 
 import datetime as dt
 import json
+import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -28,6 +32,9 @@ from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.cli.reads import MAX_DAYS, MAX_LIMIT
 from marketpulse_pipeline.settings import Settings
 from marketpulse_pipeline_tests.conftest import CLOCK, TODAY, create_database, drop_database
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 SYMBOLS = ["AAPL", "MSFT", "SPY", "TSLA"]
 START = "2025-05-01"  # 170 sessions: enough history for the alert layer to flag a few
@@ -416,6 +423,10 @@ def sql_count(http: httpx.Client) -> int:
 def test_docs_and_the_openapi_schema_list_every_route(http):
     docs = http.get("/docs")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assert not re.search(r"(src|href)=.https?:", docs.text)  # Swagger UI's files are ours
+    for asset in re.findall(r"(?:src|href)=.(/[^'\"]+)", docs.text):
+        assert http.get(asset).status_code == 200, asset
+    assert http.get("/redoc").status_code == 404  # ReDoc would load its logo from redoc.ly
     schema = answer(http, "/openapi.json")
     assert set(schema["paths"]) == ROUTES
     for path, operations in schema["paths"].items():
@@ -423,6 +434,40 @@ def test_docs_and_the_openapi_schema_list_every_route(http):
             assert "200" in operation["responses"] or "201" in operation["responses"], path
     assert schema["components"]["schemas"]["Anomaly"]["examples"]
     assert "examples" in schema["components"]["schemas"]["Feedback"]
+
+
+@pytest.mark.slow
+def test_the_docs_render_in_a_browser_without_the_internet(http):
+    """/docs in headless Chromium with every request off 127.0.0.1 refused, as on a machine
+    without the internet: Swagger UI renders the routes, and the console has no error."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium: apt-get install -y chromium")
+    base = str(http.base_url).rstrip("/")
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def local_only(route: "Route") -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", local_only)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}/docs")
+            for route in ("/anomalies/{anomaly_id}", "/anomalies/{anomaly_id}/feedback"):
+                page.get_by_text(route, exact=True).first.wait_for(timeout=10_000)
+        finally:
+            browser.close()
+    assert outside == [] and errors == []
 
 
 def test_read_connections_are_read_only_and_time_limited(materialized):

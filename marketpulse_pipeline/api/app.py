@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Respo
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 from pydantic import AfterValidator
@@ -162,7 +163,10 @@ def create_app(
         finally:
             pools.close()
 
-    app = FastAPI(
+    # /docs with Swagger UI's files served from the package, not a CDN, so it works without the
+    # internet; no /redoc: ReDoc's page still loads its logo from redoc.ly.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="MarketPulse",
         version="1",
         summary="Anomalies in daily stock prices: the same answers as `marketpulse` and SQL.",
