@@ -139,3 +139,20 @@ def test_chart_and_report_from_the_cli(env, conn, tmp_path, capsys):
     assert "2025-12-31" in page  # the alert
     assert "http" not in page.replace("http-equiv", "")  # nothing fetched: no CDN
     assert pixels((report / "AAPL.png").read_bytes()).shape[:2] == (520, 800)
+
+
+def test_a_large_run_charts_its_strongest_alerts_and_a_small_one_every_partition():
+    from marketpulse_pipeline.assets.alerts import chart_choice
+
+    symbols = [f"S{i:02d}" for i in range(30)]
+    scores = pd.DataFrame(
+        {
+            "symbol": ["S07", "S07", "S20", "S03", "S11"],
+            "p_value": [0.0004, 0.00001, 0.0002, 0.5, 0.0009],
+            "is_alert": [True, True, True, False, True],
+        }
+    )
+    assert chart_choice(symbols[:25], scores, 25) == symbols[:25]
+    chosen = chart_choice(symbols, scores, 5)
+    assert chosen == ["S07", "S20", "S11", "S00", "S01"]  # strongest first, then in order
+    assert chart_choice(symbols, scores, 0) == []

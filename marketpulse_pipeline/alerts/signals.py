@@ -31,6 +31,7 @@ import pandas as pd
 from marketpulse_pipeline.detectors.base import with_benchmark_returns
 from marketpulse_pipeline.features.rolling import (
     ewma_volatility,
+    nan_median,
     per_group,
     shift,
     trailing_finite,
@@ -106,11 +107,11 @@ def _baseline(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarr
     """Median and scaled median absolute deviation (a standard deviation for normal data) of
     each value's previous `size` of the same symbol: robust, so last month's crash does not
     hide this month's by widening the spread it is measured in."""
-    median = trailing_finite(keys, values, size, np.nanmedian, MIN_BASELINE)
+    median = trailing_finite(keys, values, size, nan_median, MIN_BASELINE)
 
     def mad(past: np.ndarray, axis: int) -> np.ndarray:
-        centre = np.nanmedian(past, axis=axis, keepdims=True)
-        return 1.4826 * np.nanmedian(np.abs(past - centre), axis=axis)
+        centre = nan_median(past, axis=axis)[:, None]
+        return 1.4826 * nan_median(np.abs(past - centre), axis=axis)
 
     spread = trailing_finite(keys, values, size, mad, MIN_BASELINE)
     return median, np.where(spread > 0, spread, np.nan)

@@ -44,6 +44,8 @@ from marketpulse_pipeline.storage.tables import (
 )
 
 PRICE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
+MAX_CHARTS = 25
+"""Charts a run draws at most: the watchlist's every partition, a universe's strongest alerts."""
 
 
 class AlertConfig(dg.Config):
@@ -65,10 +67,12 @@ class AlertConfig(dg.Config):
         description="Share of the watchlist moving unusually the same way that makes a session"
         " market-wide",
     )
-    charts: bool = Field(
-        default=True,
-        description="Attach each recomputed symbol's chart (its last 120 sessions) to its"
-        " partition, about 0.2 s a symbol: off for a universe of thousands",
+    max_charts: int = Field(
+        default=MAX_CHARTS,
+        ge=0,
+        description="Attach the chart of its last 120 sessions to each recomputed partition"
+        " (about 0.15 s a chart) when the run recomputes at most this many; a larger run"
+        " charts this many, those with the strongest alerts in their window. 0: no charts",
     )
 
 
@@ -146,14 +150,13 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                     write(conn, ALERT_SCORES, scores, plans)
             rate_check = alert_rate_check(conn, symbols, params.budget)
             stored = row_counts(conn, ALERT_SCORES, symbols)
-            charts = {}
-            if config.charts:
-                with clock.stage("charts"):
-                    charts = {
-                        symbol: {"chart": dg.MetadataValue.md(_chart(conn, symbol))}
-                        for symbol, window in windows.items()
-                        if not window.is_empty
-                    }
+            recomputed = [symbol for symbol, window in windows.items() if not window.is_empty]
+            charted = chart_choice(recomputed, scores, config.max_charts)
+            with clock.stage("charts"):
+                charts = {
+                    symbol: {"chart": dg.MetadataValue.md(_chart(conn, symbol))}
+                    for symbol in charted
+                }
         alerted = scores[scores["is_alert"]]
         report_partitions(context, windows, {"alerts": alerted}, extra=charts, stored=stored)
         return dg.MaterializeResult(
@@ -163,6 +166,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
                         "sessions_scored": int(scores["p_value"].notna().sum()),
                         "alerts": len(alerted),
                         "market_wide_alerts": int(alerted["market_wide"].sum()),
+                        "charts": f"{len(charted)} of {len(recomputed)} recomputed partitions",
                     }
                 ),
                 "budget": params.budget,
@@ -175,6 +179,17 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
         )
 
     return alerts
+
+
+def chart_choice(recomputed: list[str], scores: pd.DataFrame, most: int) -> list[str]:
+    """The partitions to chart: every recomputed one, or when there are more than `most`, the
+    `most` whose window holds the strongest alerts (smallest p-value), so a run over a
+    thousand symbols draws the charts someone will open; `marketpulse chart` draws any."""
+    if len(recomputed) <= most:
+        return recomputed
+    strongest = scores[scores["is_alert"]].groupby("symbol")["p_value"].min()
+    order = sorted(enumerate(recomputed), key=lambda e: (strongest.get(e[1], np.inf), e[0]))
+    return [symbol for _, symbol in order[:most]]
 
 
 def _chart(conn: psycopg.Connection, symbol: str) -> str:

@@ -64,6 +64,19 @@ def trailing(
     )
 
 
+def nan_median(rows: np.ndarray, axis: int = 1) -> np.ndarray:
+    """np.nanmedian over each row (axis 1), to the bit, without its masked-array path (ten
+    times slower on windows of a year); NaN for a row with no finite value."""
+    if axis != 1:
+        raise ValueError("nan_median reduces rows (axis=1)")
+    ordered = np.sort(rows, axis=1)  # NaN last
+    count = np.isfinite(rows).sum(axis=1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, (low + high) / 2, np.nan)
+
+
 def trailing_finite(
     keys: np.ndarray,
     values: np.ndarray,
