@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from marketpulse_pipeline.api.pool import Pools
 from marketpulse_pipeline.cli import main
 from marketpulse_pipeline.cli.reads import MAX_DAYS, MAX_LIMIT
 from marketpulse_pipeline.settings import Settings
+from marketpulse_pipeline.storage.database import connect, start_embedded, stop_embedded
 from marketpulse_pipeline_tests.conftest import CLOCK, TODAY, create_database, drop_database
 
 if TYPE_CHECKING:
@@ -63,10 +65,12 @@ def environment(url: str, home: str) -> dict[str, str]:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` behind uvicorn on a free local port, in a thread; its base URL."""
+def serving(app: FastAPI, http: str = "auto") -> Iterator[str]:
+    """`app` behind uvicorn on a free local port, in a thread; its base URL. `http="h11"` is
+    what the image runs (uvicorn without its `standard` extra has no httptools)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", http=http)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -250,7 +254,14 @@ def test_offset_pages_cover_the_rows_once(http):
         ("/anomalies/abc", 422, "anomaly_id: Input should be a valid integer"),
         ("/anomalies/99999999999999999999", 422, "anomaly_id:"),
         ("/stocks/AAPL,MSFT/latest", 422, "is not one ticker symbol"),
-        ("/stocks/AAPL' OR '1'='1/latest", 422, "is not a comma-separated list of ticker"),
+        ("/stocks/AAPL' OR '1'='1/latest", 422, "symbol: \"AAPL' OR '1'='1\" is not a ticker"),
+        ("/stocks/%C3%84PFEL/latest", 422, "symbol: 'ÄPFEL' is not a ticker symbol"),
+        ("/anomalies?symbol=", 422, "symbol: '' is not a ticker symbol"),
+        ("/anomalies?limit=0", 422, "limit: Input should be greater than or equal to 1"),
+        ("/anomalies?symbol=AAPL&symbol=MSFT", 422, "symbol: given more than once"),
+        ("/anomalies?limit=1&limit=100", 422, "limit: given more than once"),
+        ("/anomalies?sybmol=AAPL", 422, "sybmol: unknown parameter; this route takes symbol,"),
+        ("/health?verbose=1", 422, "verbose: unknown parameter; this route takes none"),
         ("/anomalies?symbol=AAPL'; DROP TABLE anomalies; --", 422, "symbol:"),
         ("/anomalies?method=zscore' OR 1=1 --", 422, "method:"),
         ("/nowhere", 404, "Not Found"),
@@ -262,6 +273,23 @@ def test_bad_input_is_a_one_line_reason(http, path, status, says):
     detail = response.json()["detail"]
     assert isinstance(detail, str) and says in detail
     assert "\n" not in detail and "Traceback" not in response.text
+
+
+def test_an_error_does_not_echo_a_long_value(http):
+    response = http.get("/stocks/" + "A" * 5000 + "/latest")
+    assert response.status_code == 422 and len(response.json()["detail"]) < 200
+
+
+def test_head_answers_what_get_does_without_a_body(http):
+    """Uptime monitors and `curl -I` ask HEAD: the same status and headers as GET."""
+    for path in ("/health", "/anomalies?days=400&limit=5", "/stocks/NOPE/latest", "/docs"):
+        get, head = http.get(path), http.head(path)
+        assert head.status_code == get.status_code and head.content == b"", path
+        assert head.headers.get("link") == get.headers.get("link"), path
+        assert head.headers["content-length"] == get.headers["content-length"], path
+    assert http.head("/anomalies/1/feedback").status_code == 405
+    counted = 'http_requests_total{method="HEAD",route="/health",status="200"}'
+    assert counted in http.get("/metrics").text
 
 
 def test_injection_strings_are_only_values(http, materialized):
@@ -315,7 +343,49 @@ def test_feedback_needs_the_token_and_follows_the_label_rules(http, materialized
     for wrong in ({"label": "maybe"}, {"note": "no label"}, {**body, "extra": 1}):
         refused = http.post(path, json=wrong, headers=authorized)
         assert refused.status_code == 422 and "\n" not in refused.json()["detail"]
-    assert http.post(path, content=b"{not json", headers=authorized).status_code == 422
+    as_json = {**authorized, "Content-Type": "application/json"}
+    bad_json = http.post(path, content=b"{not json", headers=as_json)
+    assert bad_json.status_code == 422 and bad_json.json()["detail"].startswith(
+        "body: invalid JSON"
+    )
+    nul = http.post(path, json={"label": "confirmed", "note": "a\x00b"}, headers=authorized)
+    assert nul.status_code == 422 and nul.json()["detail"].startswith("note:")
+
+
+def test_a_huge_body_is_refused_before_it_is_read(http):
+    """Without a limit, any client could make the server hold gigabytes: the body is read
+    before the token is checked."""
+    huge = b"x" * (8 * 1024 * 1024)
+    for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}):
+        refused = http.post("/anomalies/1/feedback", content=huge, headers=headers)
+        assert refused.status_code == 413 and refused.text == "Content Too Large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(64):
+            yield b"x" * 131072
+
+    streamed = http.post("/anomalies/1/feedback", content=chunks(), headers={})
+    assert streamed.status_code == 413
+
+
+def test_concurrent_feedback_on_one_id_is_all_recorded(http, materialized):
+    [target] = answer(http, "/anomalies", days=90, limit=1, method="iqr")
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+
+    def label(i: int) -> int:
+        body = {"label": ("confirmed", "false_positive")[i % 2], "note": f"n{i}"}
+        path = f"/anomalies/{target['id']}/feedback"
+        return http.post(path, json=body, headers=authorized).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(label, range(48))) == {201}
+    [(count, last_note)] = sql(
+        materialized,
+        "SELECT count(*), (array_agg(note ORDER BY id DESC))[1]"
+        " FROM marketpulse.anomaly_feedback WHERE anomaly_id = %s",
+        [target["id"]],
+    )
+    assert count == 48 and answer(http, f"/anomalies/{target['id']}")["note"] == last_note
 
 
 def test_feedback_on_an_alert_marks_it(http, materialized):
@@ -413,6 +483,16 @@ def test_metrics_parse_and_count_requests(http):
     assert ("marketpulse_rows_rejected_total", ()) in after
     assert any(n == "marketpulse_detection_f1" for n, _ in after)
     assert any(n == "http_request_duration_seconds_count" for n, _ in after)
+
+
+def test_metrics_labels_stay_bounded_whatever_the_method(settings):
+    """h11 (the image's HTTP parser) accepts any method name: each must not become a series."""
+    with serving(create_app(settings), http="h11") as url, httpx.Client(base_url=url) as client:
+        for i in range(20):
+            assert client.request(f"PROBE{i}", "/health").status_code == 405
+        text = client.get("/metrics").text
+    assert "PROBE" not in text
+    assert 'http_requests_total{method="other",route="/health",status="405"} 20.0' in text
 
 
 def sql_count(http: httpx.Client) -> int:
@@ -519,6 +599,25 @@ def test_a_database_lost_while_serving_and_stale_data(server_url, template_datab
         assert c.get("/anomalies/stats").status_code == 503
         assert c.get("/health").status_code == 503
         assert c.get("/openapi.json").status_code == 200
+
+
+def test_the_pool_recovers_from_a_database_restart(embedded_home):
+    """The server restarted under the running app: a 503 while it is down, then every
+    request answers again at once — the pooled connections it broke are not handed out."""
+    url = start_embedded(embedded_home)
+    connect(url).close()  # the migrations
+    env = {**environment("", str(embedded_home)), "MARKETPULSE_DATABASE_URL": ""}
+    settings = Settings.from_env(env)
+    app = create_app(settings, pool_wait_s=0.5)
+    with serving(app) as base, httpx.Client(base_url=base) as client:
+        for _ in range(3):  # the pool holds several connections now
+            assert client.get("/anomalies/stats").status_code == 200
+        stop_embedded(embedded_home)
+        down = client.get("/anomalies/stats")
+        assert down.status_code == 503 and down.json()["detail"].startswith("database unreachable")
+        start_embedded(embedded_home)
+        answers = [client.get("/anomalies/stats").status_code for _ in range(10)]
+        assert answers == [200] * 10
 
 
 def test_the_cli_never_imports_the_api_stack():

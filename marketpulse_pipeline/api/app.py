@@ -31,6 +31,7 @@ from marketpulse_pipeline.api import models
 from marketpulse_pipeline.api.config import ApiSettings
 from marketpulse_pipeline.api.metrics import HttpMetrics, PipelineCollector, RequestMetrics
 from marketpulse_pipeline.api.pool import POOL_WAIT_S, Pools
+from marketpulse_pipeline.api.protocol import HeadAsGet, declared_query
 from marketpulse_pipeline.cli.reads import MAX_DAYS, MAX_LIMIT
 from marketpulse_pipeline.detectors import ANOMALY_TYPES, METHODS
 from marketpulse_pipeline.settings import Settings, SettingsError, parse_symbols, scrub_password
@@ -39,6 +40,10 @@ from marketpulse_pipeline.storage.database import SchemaOutdated, resolve_url
 
 MAX_OFFSET = 10_000_000
 """Paging deeper than this is a scan of the whole table per page: narrow the filter instead."""
+MAX_BODY_BYTES = 16 * 1024
+"""Request bodies are read before the token is checked: a feedback (a label and a note of 2,000
+characters) fits; a larger body is refused as it arrives (FastAPI's 413, plain text `Content Too
+Large`), never held in memory."""
 LABELLED_BY = "api"
 """`labelled_by` of labels given over HTTP (the CLI records the OS user)."""
 
@@ -54,11 +59,16 @@ def _one_symbol(text: str | None) -> str | None:
         return None
     try:
         symbols = parse_symbols(text, "symbol")
-    except SettingsError as error:
-        raise ValueError(str(error)) from None
+    except SettingsError:
+        raise ValueError(f"{_shown(text)} is not a ticker symbol") from None
     if len(symbols) != 1:
-        raise ValueError(f"{text!r} is not one ticker symbol")
+        raise ValueError(f"{_shown(text)} is not one ticker symbol")
     return symbols[0]
+
+
+def _shown(text: str, at_most: int = 40) -> str:
+    """A value quoted back in an error, cut short: a reason, not an echo of the request."""
+    return repr(text if len(text) <= at_most else f"{text[:at_most]}…")
 
 
 SYMBOL_HELP = "one ticker symbol (case does not matter); unknown: 404"
@@ -167,12 +177,15 @@ def create_app(
     # internet; no /redoc: ReDoc's page still loads its logo from redoc.ly.
     app = FastAPIOffline(
         redoc_url=None,
+        max_body_size=MAX_BODY_BYTES,
+        dependencies=[Depends(declared_query)],
         title="MarketPulse",
         version="1",
         summary="Anomalies in daily stock prices: the same answers as `marketpulse` and SQL.",
         lifespan=lifespan,
     )
-    app.add_middleware(HttpMetrics, metrics=RequestMetrics(registry))
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(HttpMetrics, metrics=RequestMetrics(registry))  # outside: sees HEAD
     if api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -410,6 +423,9 @@ def _handle_errors(app: FastAPI, settings: Settings) -> None:
     async def invalid(_: Request, error: RequestValidationError) -> Response:
         parts = []
         for problem in error.errors():
+            if problem["type"] == "json_invalid":  # its location is a character position
+                parts.append(f"body: invalid JSON ({problem['ctx']['error']})")
+                continue
             where = [str(p) for p in problem["loc"] if p not in ("query", "path", "body")]
             reason = problem["msg"].removeprefix("Value error, ")  # pydantic's prefix
             parts.append(f"{'.'.join(where) or 'body'}: {reason}")

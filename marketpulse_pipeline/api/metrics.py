@@ -26,6 +26,9 @@ from marketpulse_pipeline.storage.database import SchemaOutdated
 
 UNMATCHED = "unmatched"
 """The route label of requests no route matched: one series, however many paths are probed."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"})
+"""The `method` label's values, and `other`: h11 takes any token as a method, and a series per
+made-up method would grow the registry without bound."""
 RECENT = {"1d": 1, "7d": 7}
 """The windows of `marketpulse_anomalies_recent`, in market days back (as `--days`)."""
 
@@ -74,7 +77,8 @@ class HttpMetrics:
             await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            labels = (scope["method"], route, str(status))
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            labels = (method, route, str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.duration.labels(*labels).observe(time.perf_counter() - start)
 

@@ -5,9 +5,9 @@ answers against these models)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from marketpulse_pipeline.storage.queries import LABELS
 
@@ -170,6 +170,13 @@ class Health(BaseModel):
     symbols: list[SymbolHealth]
 
 
+def _storable(note: str | None) -> str | None:
+    """PostgreSQL's text cannot hold NUL: refused here (422), not by the database (500)."""
+    if note is not None and "\x00" in note:
+        raise ValueError("a note cannot contain NUL characters")
+    return note
+
+
 class Feedback(BaseModel):
     """A label on an anomaly or an alert, as `marketpulse label ID --as LABEL --note NOTE`."""
 
@@ -178,7 +185,7 @@ class Feedback(BaseModel):
         json_schema_extra={"examples": [{"label": "false_positive", "note": "stock split"}]},
     )
     label: Label
-    note: str | None = Field(default=None, max_length=2000)
+    note: Annotated[str | None, AfterValidator(_storable)] = Field(default=None, max_length=2000)
 
 
 class FeedbackRecorded(BaseModel):

@@ -30,6 +30,9 @@ def _pool(url: str, name: str, size: int, options: str, wait_s: float) -> Connec
         max_size=size,
         name=name,
         timeout=wait_s,
+        # A quick round trip before a connection is handed out: after a database restart the
+        # pooled ones are broken, and each would otherwise fail one request with a 503.
+        check=ConnectionPool.check_connection,
         open=False,
         kwargs={
             "autocommit": True,
