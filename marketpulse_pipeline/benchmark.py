@@ -192,6 +192,18 @@ def scratch_database(admin_url: str) -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def pipeline_env(database_url: str, home: Path, symbols: Sequence[str]) -> dict[str, str]:
+    """The environment of a measured command: the scratch database, the synthetic source."""
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    return env | {
+        "MARKETPULSE_DATABASE_URL": database_url,
+        "MARKETPULSE_HOME": str(home),
+        "MARKETPULSE_SOURCE": "synthetic",
+        "MARKETPULSE_SYMBOLS": ",".join(symbols),
+        "MARKETPULSE_START_DATE": EARLIEST_SESSION.isoformat(),
+    }
+
+
 def run_step(
     step: Step,
     database_url: str,
@@ -204,14 +216,7 @@ def run_step(
 
     As `marketpulse demo` by default, runs go to an ephemeral Dagster instance; `persistent`
     records them on disk instead, as with DAGSTER_HOME set."""
-    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
-    env |= {
-        "MARKETPULSE_DATABASE_URL": database_url,
-        "MARKETPULSE_HOME": str(home),
-        "MARKETPULSE_SOURCE": "synthetic",
-        "MARKETPULSE_SYMBOLS": ",".join(symbols),
-        "MARKETPULSE_START_DATE": EARLIEST_SESSION.isoformat(),
-    }
+    env = pipeline_env(database_url, home, symbols)
     if persistent:
         env["DAGSTER_HOME"] = str(home / "dagster")
     spec = json.dumps({k: v.isoformat() for k, v in window.items()})
@@ -281,17 +286,48 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     step.compute_floor_seconds = time.perf_counter() - began
 
 
+SCENARIOS = ("demo", "reads", "api", "daily", "daemon", "scale", "wide", "long")
+READ_COMMANDS = (
+    ("--help",),
+    ("anomalies",),
+    ("stats",),
+    ("latest", "AAPL"),
+    ("history", "AAPL"),
+    ("health",),
+)
+"""Each measured from process start to exit, on the demo's database."""
+
+
+@dataclass
+class Results:
+    """Every measured pipeline command, the read commands' times and the API's load figures."""
+
+    steps: list[Step] = field(default_factory=list)
+    reads: dict[str, float] = field(default_factory=dict)
+    api: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The scenarios' sizes (`marketpulse bench` flags)."""
+
+    demo_days: int = 250
+    daily_years: Sequence[int] = (2, 10)
+    scale_symbols: int = 100
+    scale_days: int = 1260
+    wide_symbols: int = 1000
+    long_symbols: int = 20
+    long_years: Sequence[int] = (5, 20)
+    api_requests: int = 5000
+    api_clients: int = 16
+
+
 def run_benchmark(
-    scenarios: Sequence[str],
-    end: dt.date,
-    demo_days: int = 250,
-    daily_years: Sequence[int] = (2, 10),
-    scale_symbols: int = 100,
-    scale_days: int = 1260,
-    progress: object = print,
-) -> list[Step]:
+    scenarios: Sequence[str], end: dt.date, sizes: Sizes = Sizes(), progress: object = print
+) -> Results:
     """Every scenario, its windows ending at `end` (the latest completed session)."""
-    steps: list[Step] = []
+    results = Results()
+    steps = results.steps
     say = progress if callable(progress) else print
     with (
         server() as admin,
@@ -303,45 +339,47 @@ def run_benchmark(
             home.mkdir()
             return home
 
-        if "demo" in scenarios:
-            say(f"demo: {len(DEFAULT_SYMBOLS)} symbols x {demo_days} sessions from empty ...")
-            start = session_offset(end, -(demo_days - 1))
-            with scratch_database(admin) as url:
-                step = run_step(
-                    Step("demo", len(DEFAULT_SYMBOLS), demo_days),
-                    url,
-                    fresh("demo"),
-                    DEFAULT_SYMBOLS,
-                    start=start,
-                    end=end,
-                )
-                measure_floors(step, url, {s: SessionWindow(start, end) for s in DEFAULT_SYMBOLS})
-            steps.append(step)
-            say("demo again, runs recorded in a Dagster instance on disk (DAGSTER_HOME) ...")
-            with scratch_database(admin) as url:
-                recorded = Step("demo, DAGSTER_HOME", len(DEFAULT_SYMBOLS), demo_days)
-                run_step(
-                    recorded,
-                    url,
-                    fresh("demo_recorded"),
-                    DEFAULT_SYMBOLS,
-                    persistent=True,
-                    start=start,
-                    end=end,
-                )
-            steps.append(recorded)
+        def backfill(name: str, symbols: Sequence[str], days: int, url: str, home: Path) -> Step:
+            """`days` sessions through `end` from empty, with the floors."""
+            start = session_offset(end, -(days - 1))
+            step = Step(name, len(symbols), days)
+            run_step(step, url, home, symbols, start=start, end=end)
+            measure_floors(step, url, {s: SessionWindow(start, end) for s in symbols})
+            return step
 
-        for years in daily_years if "daily" in scenarios else ():
+        if {"demo", "reads", "api"} & set(scenarios):  # the last two read the demo's data
+            demo_days = sizes.demo_days
+            say(f"demo: {len(DEFAULT_SYMBOLS)} symbols x {demo_days} sessions from empty ...")
+            with scratch_database(admin) as url:
+                home = fresh("demo")
+                steps.append(backfill("demo", DEFAULT_SYMBOLS, demo_days, url, home))
+                if "reads" in scenarios:
+                    say("read commands on the demo's database ...")
+                    results.reads = time_reads(url, home)
+                if "api" in scenarios:
+                    say(f"api: {sizes.api_requests} requests from {sizes.api_clients} clients ...")
+                    results.api = load_api(url, home, sizes)
+            if "demo" in scenarios:
+                say("demo again, runs recorded in a Dagster instance on disk (DAGSTER_HOME) ...")
+                start = session_offset(end, -(demo_days - 1))
+                with scratch_database(admin) as url:
+                    recorded = Step("demo, DAGSTER_HOME", len(DEFAULT_SYMBOLS), demo_days)
+                    run_step(
+                        recorded,
+                        url,
+                        fresh("demo_recorded"),
+                        DEFAULT_SYMBOLS,
+                        persistent=True,
+                        start=start,
+                        end=end,
+                    )
+                steps.append(recorded)
+
+        for years in sizes.daily_years if "daily" in scenarios else ():
             say(f"daily: one new session for {len(DEFAULT_SYMBOLS)} symbols on {years} years ...")
-            days = [session_offset(end, -2), session_offset(end, -1), end]
-            previous = session_offset(days[0], -1)
-            start = session_offset(previous, -(years * SESSIONS_PER_YEAR - 1))
             with scratch_database(admin) as url:
                 home = fresh(f"daily{years}")
-                history = Step(
-                    f"daily setup ({years}y)", len(DEFAULT_SYMBOLS), years * SESSIONS_PER_YEAR
-                )
-                run_step(history, url, home, DEFAULT_SYMBOLS, start=start, end=previous)
+                days = _evenings(url, home, DEFAULT_SYMBOLS, years * SESSIONS_PER_YEAR, end, 3)
                 # Three daily runs, each catching up one new session, as on three evenings:
                 # the median keeps one slow start from deciding.
                 runs = [
@@ -358,26 +396,118 @@ def run_benchmark(
                 measure_floors(step, url, {s: SessionWindow(end, end) for s in DEFAULT_SYMBOLS})
             steps.append(step)
 
+        if "daemon" in scenarios:
+            say("daemon: the daily run as the schedule launches it, beside the CLI's ...")
+            steps.extend(_daemon(admin, fresh("daemon"), end))
+
         if "scale" in scenarios:
-            symbols = [f"S{i:03d}" for i in range(scale_symbols)]
-            say(f"scale: {scale_symbols} symbols x {scale_days} sessions from empty ...")
-            start = session_offset(end, -(scale_days - 1))
+            symbols = [f"S{i:03d}" for i in range(sizes.scale_symbols)]
+            say(f"scale: {len(symbols)} symbols x {sizes.scale_days} sessions from empty ...")
             with scratch_database(admin) as url:
-                step = run_step(
-                    Step("scale", scale_symbols, scale_days),
-                    url,
-                    fresh("scale"),
-                    symbols,
-                    start=start,
-                    end=end,
-                )
-                measure_floors(step, url, {s: SessionWindow(start, end) for s in symbols})
+                steps.append(backfill("scale", symbols, sizes.scale_days, url, fresh("scale")))
+
+        if "wide" in scenarios:
+            symbols = [f"W{i:04d}" for i in range(sizes.wide_symbols)]
+            say(f"wide: one new session for {len(symbols)} symbols on a year each ...")
+            with scratch_database(admin) as url:
+                home = fresh("wide")
+                [day] = _evenings(url, home, symbols, SESSIONS_PER_YEAR, end, 1, steps)
+                step = run_step(Step("wide", len(symbols), 1), url, home, symbols, as_of=day)
+                measure_floors(step, url, {s: SessionWindow(day, day) for s in symbols})
             steps.append(step)
-    return steps
+
+        for years in sizes.long_years if "long" in scenarios else ():
+            symbols = [f"L{i:02d}" for i in range(sizes.long_symbols)]
+            days = years * SESSIONS_PER_YEAR
+            say(f"long: {len(symbols)} symbols x {days} sessions ({years} years) from empty ...")
+            with scratch_database(admin) as url:
+                name = f"long ({years}y)"
+                steps.append(backfill(name, symbols, days, url, fresh(f"long{years}")))
+    return results
 
 
-def report(steps: Sequence[Step]) -> str:
-    """The results as a table for people."""
+def _evenings(
+    url: str,
+    home: Path,
+    symbols: Sequence[str],
+    history: int,
+    end: dt.date,
+    count: int,
+    steps: list[Step] | None = None,
+) -> list[dt.date]:
+    """Load `history` sessions before the last `count` sessions through `end`, and return those
+    sessions: one for each daily run to catch up. The set-up is listed in `steps` if given."""
+    days = [session_offset(end, -i) for i in reversed(range(count))]
+    previous = session_offset(days[0], -1)
+    start = session_offset(previous, -(history - 1))
+    setup = Step(f"{'wide' if len(symbols) > 100 else 'daily'} setup", len(symbols), history)
+    run_step(setup, url, home, symbols, start=start, end=previous)
+    if steps is not None:
+        steps.append(setup)
+    return days
+
+
+def _daemon(admin: str, home: Path, end: dt.date) -> list[Step]:
+    """The CLI's daily run (the second of two evenings), then the next evening's through
+    `dagster dev`'s daemon as the schedule launches it, on the same two-year database."""
+    from marketpulse_pipeline.daemon_run import dagster_dev, launch_daily_run
+
+    symbols = list(DEFAULT_SYMBOLS)
+    with scratch_database(admin) as url:
+        *evenings, last = _evenings(url, home, symbols, 2 * SESSIONS_PER_YEAR, end, 3)
+        for day in evenings:
+            cli = run_step(Step("daily, CLI", len(symbols), 1), url, home, symbols, as_of=day)
+        with dagster_dev(home / "dagster", pipeline_env(url, home, symbols)) as ui:
+            timing = launch_daily_run(ui, symbols, last)
+    launched = Step(
+        "daily, scheduled (daemon)",
+        len(symbols),
+        1,
+        wall_seconds=timing["wall_seconds"],
+        startup_seconds=timing["queued_seconds"],
+        pipeline_seconds=timing["wall_seconds"] - timing["queued_seconds"],
+    )
+    return [cli, launched]
+
+
+def time_reads(database_url: str, home: Path, repeat: int = 3) -> dict[str, float]:
+    """Seconds from process start to exit of each read command (the median of `repeat`)."""
+    command = [sys.executable, "-m", "marketpulse_pipeline"]  # as the `marketpulse` script
+    env = pipeline_env(database_url, home, DEFAULT_SYMBOLS)
+    seconds = {}
+    for args in READ_COMMANDS:
+        times = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            subprocess.run([*command, *args], env=env, capture_output=True, check=False)
+            times.append(time.perf_counter() - began)
+        seconds[" ".join(args)] = sorted(times)[len(times) // 2]
+    return seconds
+
+
+def load_api(database_url: str, home: Path, sizes: Sizes) -> dict[str, object]:
+    """The API's load test on the demo's database, alone and beside a running backfill."""
+    from marketpulse_pipeline.api.load import run_load, served
+
+    env = pipeline_env(database_url, home, DEFAULT_SYMBOLS)
+    with served(env, workers=2) as url:  # both cores: see the README's API section
+        alone = run_load(url, sizes.api_requests, sizes.api_clients)
+        backfill = subprocess.Popen(
+            [sys.executable, "-m", "marketpulse_pipeline", "backfill", "--start", "2025-01-02"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            busy = run_load(url, sizes.api_requests, sizes.api_clients)
+        finally:
+            backfill.wait(timeout=600)
+    return {"alone": alone, "during a backfill": busy}
+
+
+def report(results: Results) -> str:
+    """The results as tables for people."""
+    steps = results.steps
     stage_names = sorted({name for step in steps for name in step.stages})
     rows = []
     for step in steps:
@@ -391,11 +521,23 @@ def report(steps: Sequence[Step]) -> str:
                 "startup s": round(step.startup_seconds, 1),
                 **{f"{name} s": round(step.stages.get(name, 0.0), 2) for name in stage_names},
                 "dagster s": round(step.dagster_overhead_seconds, 2),
-                "peak MB": round(step.peak_memory_mb),
+                "peak MB": round(step.peak_memory_mb) if step.peak_memory_mb else "-",
                 **(_floor_columns(step) if floors else {}),
             }
         )
-    return pd.DataFrame(rows).set_index("scenario").T.fillna("-").to_string()
+    parts = [pd.DataFrame(rows).set_index("scenario").T.fillna("-").to_string()] if rows else []
+    if results.reads:
+        parts.append(
+            "read commands, process start to exit (median of 3):\n"
+            + "\n".join(f"  marketpulse {c}: {s:.2f} s" for c, s in results.reads.items())
+        )
+    for name, load in results.api.items():
+        parts.append(
+            f"api {name}: {load['requests']} requests from {load['clients']} clients,"
+            f" {load['throughput']:.0f} requests/s, p50 {load['p50_ms']:.1f} ms,"
+            f" p99 {load['p99_ms']:.1f} ms, {load['errors']} errors"
+        )
+    return "\n\n".join(parts)
 
 
 def _floor_columns(step: Step) -> dict[str, object]:
@@ -417,11 +559,12 @@ def main(argv: Sequence[str]) -> int:
     raise SystemExit("usage: marketpulse bench (this module's `worker` mode is internal)")
 
 
-def as_json(steps: Sequence[Step]) -> list[dict[str, object]]:
-    return [
+def as_json(results: Results) -> dict[str, object]:
+    steps = [
         {**asdict(step), "dagster_overhead_seconds": step.dagster_overhead_seconds}
-        for step in steps
+        for step in results.steps
     ]
+    return {"steps": steps, "reads": results.reads, "api": results.api}
 
 
 if __name__ == "__main__":

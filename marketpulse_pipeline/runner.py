@@ -44,6 +44,18 @@ class RunOutcome:
     """One line per failed step or check: what failed, for which symbols, and the root cause."""
 
 
+LOCAL_INSTANCE = """\
+# Written by marketpulse: the Dagster instance of this home (for `dagster dev` too).
+telemetry:
+  enabled: false
+run_coordinator:  # the daemon looks for queued runs every second, not every five
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+
+
 def dagster_instance() -> dg.DagsterInstance:
     """The instance of `$DAGSTER_HOME` when it is set, so the runs show in `dagster dev` started
     with the same home; otherwise an ephemeral one. A persistent instance records an event per
@@ -56,7 +68,7 @@ def dagster_instance() -> dg.DagsterInstance:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(LOCAL_INSTANCE)
     return dg.DagsterInstance.from_config(str(directory))
 
 

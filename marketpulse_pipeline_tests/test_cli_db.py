@@ -38,7 +38,7 @@ def test_bench_runs_and_reports_every_stage(env, capsys, tmp_path):
         "pipeline / floors",
     ):
         assert label in table
-    [demo, recorded] = json.loads(out.read_text())
+    [demo, recorded] = json.loads(out.read_text())["steps"]
     assert demo["scenario"] == "demo" and recorded["scenario"] == "demo, DAGSTER_HOME"
     assert demo["rows_written"]["stock_prices"] == 9 * 40
     assert set(demo["stages"]) >= {"source", "validation", "writes", "features", "consensus"}

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from marketpulse_pipeline.benchmark import SCENARIOS, Sizes
 from marketpulse_pipeline.calendar import (
     EARLIEST_SESSION,
     SessionWindow,
@@ -56,14 +57,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="measure the pipeline against its floors")
     bench.add_argument(
         "--scenarios",
-        type=_choices({"demo", "daily", "scale"}),
-        default="demo,daily,scale",
-        help="comma-separated: demo, daily, scale (default: all)",
+        type=_choices(set(SCENARIOS)),
+        default=",".join(SCENARIOS),
+        help=f"comma-separated: {', '.join(SCENARIOS)} (default: all)",
     )
-    bench.add_argument("--demo-days", type=int, default=250)
+    sizes = Sizes()
+    for name, help_text in (
+        ("demo_days", "sessions of the demo"),
+        ("scale_symbols", "symbols of the scale backfill"),
+        ("scale_days", "sessions of the scale backfill"),
+        ("wide_symbols", "symbols of the wide daily run (a year of history each)"),
+        ("long_symbols", "symbols of the long backfills"),
+        ("api_requests", "requests of the API load test"),
+        ("api_clients", "concurrent clients of the API load test"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        default = getattr(sizes, name)
+        bench.add_argument(flag, type=int, default=default, help=f"{help_text} ({default})")
     bench.add_argument("--daily-years", type=_years, default="2,10", help="(default 2,10)")
-    bench.add_argument("--scale-symbols", type=int, default=100)
-    bench.add_argument("--scale-days", type=int, default=1260)
+    bench.add_argument("--long-years", type=_years, default="5,20", help="(default 5,20)")
     bench.add_argument("--json", type=Path, help="also write the numbers to this file")
     bench.set_defaults(handler=_bench)
 
@@ -114,19 +126,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from marketpulse_pipeline.benchmark import as_json, report, run_benchmark
 
     began = time.perf_counter()
-    steps = run_benchmark(
-        args.scenarios,
-        settings.latest_session(),
-        demo_days=args.demo_days,
-        daily_years=args.daily_years,
-        scale_symbols=args.scale_symbols,
-        scale_days=args.scale_days,
-    )
+    chosen = {name: getattr(args, name) for name in Sizes.__dataclass_fields__}
+    results = run_benchmark(args.scenarios, settings.latest_session(), Sizes(**chosen))
     print(f"\nmarketpulse bench, {dt.date.today()}, {os.cpu_count()} cores:\n")
-    print(report(steps))
+    print(report(results))
     print(f"\nbenchmark took {time.perf_counter() - began:.0f}s")
     if args.json:
-        args.json.write_text(json.dumps(as_json(steps), indent=2))
+        args.json.write_text(json.dumps(as_json(results), indent=2))
     return 0
 
 

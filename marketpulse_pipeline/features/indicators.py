@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from marketpulse_pipeline.features.rolling import group_bounds, per_group, shift, trailing
 
@@ -145,15 +144,23 @@ def wilder(
     # avg[t] = avg[t-1] * (period - 1) / period + x[t] / period: one IIR filter from the seed
     avg_gain[first] = seed_gain
     avg_loss[first] = seed_loss
-    avg_gain[first + 1 :] = lfilter(
-        [1 / period], [1, -decay], gains[first:], zi=[decay * seed_gain]
-    )[0]
-    avg_loss[first + 1 :] = lfilter(
-        [1 / period], [1, -decay], losses[first:], zi=[decay * seed_loss]
-    )[0]
+    avg_gain[first + 1 :] = _smoothed(gains[first:], 1 / period, decay, seed_gain)
+    avg_loss[first + 1 :] = _smoothed(losses[first:], 1 / period, decay, seed_loss)
     total = avg_gain[first:] + avg_loss[first:]
     with np.errstate(divide="ignore", invalid="ignore"):
         rsi[first:] = np.where(total > 0, 100.0 * avg_gain[first:] / total, 50.0)
     if state is not None:  # the resumed row itself is already stored
         rsi[first], avg_gain[first], avg_loss[first] = np.nan, np.nan, np.nan
     return rsi, avg_gain, avg_loss
+
+
+def _smoothed(values: np.ndarray, weight: float, decay: float, previous: float) -> np.ndarray:
+    """avg[t] = weight * x[t] + decay * avg[t - 1] from `previous`: the arithmetic of
+    scipy.signal.lfilter([weight], [1, -decay]), to the bit, without its second of imports
+    (a daily run smooths sixty values a symbol; a loop is fast enough)."""
+    out = np.empty(len(values))
+    average = previous
+    for i, value in enumerate(values.tolist()):
+        average = weight * value + decay * average
+        out[i] = average
+    return out

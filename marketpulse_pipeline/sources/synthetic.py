@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
-from scipy.special import ndtri
 
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.sources.base import (
@@ -216,6 +214,9 @@ class SyntheticSource(PriceSource):
 
     def _simulate(self, symbol: str, end: dt.date) -> _Path:
         """The symbol's path from EPOCH through `end`."""
+        from scipy.signal import lfilter  # here: a second of imports real sources never need
+        from scipy.special import ndtri
+
         if end < EPOCH:
             raise ValueError(f"the synthetic source starts on {EPOCH}; asked for days up to {end}")
         sessions = sessions_between(EPOCH, end)
