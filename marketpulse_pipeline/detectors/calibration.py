@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from marketpulse_pipeline.features.rolling import group_bounds, windows
+from marketpulse_pipeline.features.rolling import group_bounds, in_threads, windows
 
 CALIBRATION_SESSIONS = 1260
 METHOD_CALIBRATION_SESSIONS = 252
@@ -40,11 +40,12 @@ def tail_probability(
     out = np.full(len(statistic), np.nan)
     values = np.asarray(statistic, dtype="float64")
     wanted = np.ones(len(values), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
-    for group in group_bounds(np.asarray(keys)):
-        mine = wanted[group]
-        if mine.any():
-            found = _one_symbol(values[group], mine, window, tail, min_history)
-            out[np.flatnonzero(mine) + group.start] = found
+    groups = [group for group in group_bounds(np.asarray(keys)) if wanted[group].any()]
+    found = in_threads(
+        lambda g: _one_symbol(values[g], wanted[g], window, tail, min_history), groups
+    )
+    for group, probabilities in zip(groups, found, strict=True):
+        out[np.flatnonzero(wanted[group]) + group.start] = probabilities
     return out
 
 
@@ -63,10 +64,19 @@ def _one_symbol(
     p = (at_least + 1) / (finite + 1)
     in_tail = (at_least < np.minimum(tail, finite)) & (finite > 1)
     if in_tail.any():
-        # a row has at most len - 1 earlier values: a wider window would only add NaN padding
+        # row i has i earlier values: a window wider than that only adds NaN padding, so the
+        # rows near the start (all in the tail of their short past) read narrow windows
         rows = np.flatnonzero(wanted)[in_tail]
-        past = windows(series, min(window, max(len(series) - 1, 1)), include_current=False)
-        p[in_tail] = probability_among(values[in_tail], past[rows], tail, min_history=0)
+        width = min(window, 128)
+        done = np.zeros(len(rows), dtype=bool)
+        while not done.all():
+            some = ~done & ((rows <= width) | (width == window))
+            past = windows(series, width, include_current=False)[rows[some]]
+            p[np.flatnonzero(in_tail)[some]] = probability_among(
+                values[in_tail][some], past, tail, min_history=0
+            )
+            done |= some
+            width = min(window, width * 4)
     return np.where(np.isfinite(values) & (finite >= max(min_history, 1)), p, np.nan)
 
 

@@ -15,6 +15,7 @@ differ, so their scores agree in rank, not bit for bit; each is deterministic fo
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib.metadata import version as package_version
@@ -31,6 +32,7 @@ from marketpulse_pipeline.detectors.base import (
     param,
 )
 from marketpulse_pipeline.detectors.calibration import METHOD_TAIL_SESSIONS, probability_among
+from marketpulse_pipeline.features.rolling import group_bounds, in_threads
 
 FEATURES = ("return_pct", "volume_change_pct", "range_pct", "gap_pct", "rsi_14", "bb_percent_b")
 REFIT_PERIODS = {"month": "M", "quarter": "Q", "year": "Y"}
@@ -153,45 +155,51 @@ def fit(training: np.ndarray, params: IsolationForestParams, version: str) -> Fi
     return FittedModel(version, mean, std, trained, threshold, forest)
 
 
+@dataclass(frozen=True)
+class _Model:
+    """One model's work: the symbol's rows it scores and the rows it is trained on."""
+
+    symbol: str
+    point: pd.Timestamp
+    scored: np.ndarray
+    trained: np.ndarray
+
+
 def detect(
     market: pd.DataFrame, params: IsolationForestParams, models: ModelCache | None = None
 ) -> pd.DataFrame:
     """Flag the window's days; `models` lends stored models and collects the ones used."""
     models = models if models is not None else ModelCache()
-    points = refit_points(params.refit_every)
+    points = refit_points(params.refit_every).to_numpy()
     stamps = market["timestamp"].to_numpy()
     fitted_at = points[points.searchsorted(stamps, side="right") - 1]
     values = market[list(FEATURES)].to_numpy(dtype="float64")
-    z = np.full(values.shape, np.nan)
-    scores = np.full(len(market), np.nan)
-    p_values = np.full(len(market), np.nan)
-    thresholds = np.full(len(market), np.nan)
     complete = np.isfinite(values).all(axis=1)
     in_window = market["in_window"].to_numpy(dtype=bool)
-    symbols = market["symbol"].to_numpy()
+    work = list(_work(market["symbol"].to_numpy(), stamps, fitted_at, complete, in_window, params))
+    versions = [model_version(values[w.trained], params) for w in work]
+    stored = [models.get(w.symbol, w.point, v) for w, v in zip(work, versions, strict=True)]
 
-    for symbol in pd.unique(symbols[in_window]):
-        own = symbols == symbol
-        for point in pd.unique(fitted_at[own & in_window]):
-            rows = np.flatnonzero(own & in_window & complete & (fitted_at == point))
-            first = pd.Timestamp(session_offset(point.date(), -params.training_sessions))
-            train = own & complete & (stamps >= first) & (stamps < point)
-            if len(rows) == 0 or train.sum() < params.min_training_rows:
-                continue
-            version = model_version(values[train], params)
-            model = models.get(symbol, point, version)
-            if model is None:
-                model = fit(values[train], params, version)
-                models.fitted += 1
-            models.keep(symbol, point, model)
-            z[rows] = model.standardized(values[rows])
-            scores[rows] = model.scores(values[rows])
-            p_values[rows] = probability_among(
-                scores[rows],
-                np.broadcast_to(model.training_scores, (len(rows), len(model.training_scores))),
-                tail=METHOD_TAIL_SESSIONS,
-            )
-            thresholds[rows] = model.threshold
+    def fitted_and_scored(i: int) -> tuple[FittedModel, np.ndarray]:
+        model = stored[i] or fit(values[work[i].trained], params, versions[i])
+        return model, model.scores(values[work[i].scored])
+
+    done = in_threads(fitted_and_scored, range(len(work)))  # the engines release the GIL
+    models.fitted += sum(model is None for model in stored)
+
+    z = np.full(values.shape, np.nan)
+    scores, p_values, thresholds = (np.full(len(market), np.nan) for _ in range(3))
+    for w, (model, scored) in zip(work, done, strict=True):
+        models.keep(w.symbol, w.point, model)
+        rows = w.scored
+        z[rows] = model.standardized(values[rows])
+        scores[rows] = scored
+        p_values[rows] = probability_among(
+            scored,
+            np.broadcast_to(model.training_scores, (len(rows), len(model.training_scores))),
+            tail=METHOD_TAIL_SESSIONS,
+        )
+        thresholds[rows] = model.threshold
     flagged = scores > thresholds
     return anomaly_rows(
         market,
@@ -204,10 +212,37 @@ def detect(
         details={
             "score": scores,
             "threshold": thresholds,
-            "model_fitted_at": np.array([str(p.date()) for p in fitted_at], dtype=object),
+            "model_fitted_at": np.datetime_as_string(fitted_at, unit="D").astype(object),
             "top_features": _standouts(values, z, flagged & in_window, params.top_features),
         },
     )
+
+
+def _work(
+    symbols: np.ndarray,
+    stamps: np.ndarray,
+    fitted_at: np.ndarray,
+    complete: np.ndarray,
+    in_window: np.ndarray,
+    params: IsolationForestParams,
+) -> Iterator[_Model]:
+    """Each (symbol, refit point) with complete rows to score and enough to train on."""
+    for group in group_bounds(symbols):
+        window, mine = in_window[group] & complete[group], fitted_at[group]
+        for point in pd.unique(mine[window]):
+            first = np.datetime64(
+                session_offset(pd.Timestamp(point).date(), -params.training_sessions)
+            )
+            own = stamps[group]
+            trained = np.flatnonzero(complete[group] & (own >= first) & (own < point))
+            if len(trained) >= params.min_training_rows:
+                scored = np.flatnonzero(window & (mine == point))
+                yield _Model(
+                    str(symbols[group.start]),
+                    pd.Timestamp(point),
+                    scored + group.start,
+                    trained + group.start,
+                )
 
 
 def _standouts(values: np.ndarray, z: np.ndarray, rows: np.ndarray, top: int) -> np.ndarray:
