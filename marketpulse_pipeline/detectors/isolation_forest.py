@@ -180,26 +180,30 @@ def detect(
     versions = [model_version(values[w.trained], params) for w in work]
     stored = [models.get(w.symbol, w.point, v) for w, v in zip(work, versions, strict=True)]
 
-    def fitted_and_scored(i: int) -> tuple[FittedModel, np.ndarray]:
-        model = stored[i] or fit(values[work[i].trained], params, versions[i])
-        return model, model.scores(values[work[i].scored])
-
-    done = in_threads(fitted_and_scored, range(len(work)))  # the engines release the GIL
-    models.fitted += sum(model is None for model in stored)
-
+    newest = {w.symbol: i for i, w in enumerate(work)}  # points ascend within a symbol
     z = np.full(values.shape, np.nan)
     scores, p_values, thresholds = (np.full(len(market), np.nan) for _ in range(3))
-    for w, (model, scored) in zip(work, done, strict=True):
-        models.keep(w.symbol, w.point, model)
-        rows = w.scored
+
+    def fit_and_score(i: int) -> FittedModel | None:
+        """Fill model i's rows; return it if it is its symbol's newest (the one kept)."""
+        model = stored[i] or fit(values[work[i].trained], params, versions[i])
+        rows = work[i].scored
         z[rows] = model.standardized(values[rows])
-        scores[rows] = scored
+        scores[rows] = model.scores(values[rows])
         p_values[rows] = probability_among(
-            scored,
+            scores[rows],
             np.broadcast_to(model.training_scores, (len(rows), len(model.training_scores))),
             tail=METHOD_TAIL_SESSIONS,
         )
         thresholds[rows] = model.threshold
+        return model if newest[work[i].symbol] == i else None
+
+    # the engines release the GIL; each model writes its own rows; only the newest are kept
+    kept = in_threads(fit_and_score, range(len(work)))
+    models.fitted += sum(model is None for model in stored)
+    for w, model in zip(work, kept, strict=True):
+        if model is not None:
+            models.keep(w.symbol, w.point, model)
     flagged = scores > thresholds
     return anomaly_rows(
         market,
