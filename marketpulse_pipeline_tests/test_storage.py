@@ -153,3 +153,42 @@ def test_rows_outside_the_window_are_refused(conn):
     with pytest.raises(ValueError, match="outside the window"):
         replace_window(conn, STOCK_PRICES, bars("AAPL", ["2025-08-01"]), {"AAPL": JULY})
     assert stored(conn).empty
+
+
+def test_the_binary_read_gives_exactly_the_row_by_row_frame(conn):
+    """Numeric reads take one binary COPY into numpy; it must equal the row-at-a-time read to
+    the bit: NULL features as NaN, dates, whole volumes, symbols in order, windows respected."""
+    from marketpulse_pipeline.features.indicators import compute_features
+    from marketpulse_pipeline.sources.synthetic import SyntheticSource
+    from marketpulse_pipeline.storage.tables import _read_binary, _read_rows
+
+    whole = SessionWindow(dt.date(2025, 1, 2), dt.date(2025, 12, 31))
+    prices = SyntheticSource().bars(["MSFT", "AAPL", "TSLA"], whole).assign(source="test")
+    with conn.transaction():
+        replace_prices(conn, prices, dict.fromkeys(["MSFT", "AAPL", "TSLA"], whole))
+        replace_window(
+            conn,
+            PRICE_FEATURES,
+            compute_features(prices.sort_values(["symbol", "timestamp"], ignore_index=True)),
+            dict.fromkeys(["MSFT", "AAPL", "TSLA"], whole),
+        )
+    december = SessionWindow(dt.date(2025, 12, 1), dt.date(2025, 12, 31))
+    windows = {"TSLA": JULY, "AAPL": whole, "MSFT": december}
+    for table, names in (
+        (PRICE_FEATURES, PRICE_FEATURES.column_names),
+        (STOCK_PRICES, [n for n in STOCK_PRICES.column_names if n != "source"]),
+    ):
+        fast = read_window(conn, table, windows, columns=names)
+        slow = _read_rows(conn, table, windows, names, *_no_slice())
+        pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+        assert fast["symbol"].drop_duplicates().tolist() == ["AAPL", "MSFT", "TSLA"]
+        assert fast.isna().to_numpy().any() == (table is PRICE_FEATURES)  # RSI warm-up rows
+        pd.testing.assert_frame_equal(
+            _read_binary(conn, table, windows, names, *_no_slice()), fast, check_exact=True
+        )
+
+
+def _no_slice():
+    from psycopg import sql
+
+    return sql.Composed([]), []

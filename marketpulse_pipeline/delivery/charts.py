@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # matplotlib loads only when a picture is drawn
@@ -174,13 +175,13 @@ def _save(figure: Figure, fmt: str, dpi: int) -> bytes:
         return buffer.getvalue()
     from PIL import Image
 
-    figure.savefig(buffer, format="png", dpi=dpi)
-    buffer.seek(0)
-    small = io.BytesIO()
-    Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(
-        small, format="png", optimize=True
-    )
-    return small.getvalue()
+    # the drawn pixels, quantized: no first PNG encoded only to be decoded again
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    palette = Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    palette.save(buffer, format="png")
+    return buffer.getvalue()
 
 
 def symbol_chart(

@@ -161,6 +161,19 @@ def read_window(
     """The rows of each symbol inside its window, ordered by symbol and day."""
     names = list(columns or table.column_names)
     condition, values = _slice(where or {})
+    read = _read_binary if _fixed_width(table, names) else _read_rows
+    return read(conn, table, windows, names, condition, values)
+
+
+def _read_rows(
+    conn: psycopg.Connection,
+    table: Table,
+    windows: Mapping[str, SessionWindow],
+    names: Sequence[str],
+    condition: sql.Composable,
+    values: Sequence[str],
+) -> pd.DataFrame:
+    """`read_window` for any columns: a row at a time."""
     query = sql.SQL(
         "SELECT {columns} FROM {table} AS t JOIN {windows} ON {inside}{condition}"
         ' ORDER BY t.symbol, t."timestamp"'
@@ -185,6 +198,78 @@ def read_window(
         elif types[name] == "text":
             frame[name] = frame[name].astype("str")
     return frame
+
+
+_BINARY_TYPES = {"float8": ">f8", "int8": ">i8", "int4": ">i4", "date": ">i4"}
+"""Fixed-width types as binary COPY sends them (big-endian; a date is days since 2000)."""
+_PG_EPOCH = np.datetime64("2000-01-01", "D")
+
+
+def _fixed_width(table: Table, names: Sequence[str]) -> bool:
+    """Whether every column but `symbol` has a fixed width and never NULL on the wire (a NULL
+    float is read as NaN, which is what it becomes in a frame anyway)."""
+    types = dict(table.columns)
+    nullable = {n: c.nullable for n, c in table.model.to_schema().columns.items()}
+    return names[:1] == ["symbol"] and all(
+        types[n] in _BINARY_TYPES and (types[n] == "float8" or not nullable[n]) for n in names[1:]
+    )
+
+
+def _read_binary(
+    conn: psycopg.Connection,
+    table: Table,
+    windows: Mapping[str, SessionWindow],
+    names: Sequence[str],
+    condition: sql.Composable,
+    values: Sequence[str],
+) -> pd.DataFrame:
+    """`read_window` for numeric columns: one binary COPY read straight into numpy arrays (ten
+    times faster than building a Python tuple per row); the symbol travels as its position."""
+    types = dict(table.columns)
+    fields = [
+        sql.SQL("coalesce({}, 'NaN')").format(sql.Identifier("t", n))
+        if types[n] == "float8"
+        else sql.Identifier("t", n)
+        for n in names[1:]
+    ]
+    query = sql.SQL(
+        "COPY (SELECT w.position::int4, {fields} FROM {table} AS t"
+        " JOIN unnest(%s::text[], %s::date[], %s::date[]) WITH ORDINALITY"
+        " AS w(symbol, first, last, position) ON {inside}{condition}"
+        ' ORDER BY t.symbol, t."timestamp") TO STDOUT (FORMAT BINARY)'
+    ).format(
+        fields=sql.SQL(", ").join(fields),
+        table=sql.Identifier(table.name),
+        inside=_INSIDE,
+        condition=condition,
+    )
+    arrays = _window_arrays(windows)
+    with conn.cursor() as cur, cur.copy(query, [*arrays, *values]) as copy:
+        data = b"".join(bytes(block) for block in copy)
+    kinds = [">i4"] + [_BINARY_TYPES[types[n]] for n in names[1:]]
+    row = np.dtype(
+        [("fields", ">i2")]
+        + [
+            part
+            for i, k in enumerate(kinds)
+            for part in ((f"length_{i}", ">i4"), (f"value_{i}", k))
+        ]
+    )
+    header = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, extension length
+    body = data[header:-2]  # the trailer is a field count of -1
+    rows = np.frombuffer(body, dtype=row)  # raises unless whole rows arrived
+    widths = [np.dtype(k).itemsize for k in kinds]
+    if any((rows[f"length_{i}"] != width).any() for i, width in enumerate(widths)):
+        raise RuntimeError(f"{table.name}: a fixed-width column arrived NULL or resized")
+    symbols = np.asarray(arrays[0], dtype=object)
+    frame = {"symbol": symbols[rows["value_0"].astype("int64") - 1]}
+    for i, name in enumerate(names[1:], start=1):
+        column = rows[f"value_{i}"]
+        if types[name] == "date":
+            frame[name] = (_PG_EPOCH + column.astype("int64")).astype("datetime64[ns]")
+        else:
+            frame[name] = column.astype("float64" if types[name] == "float8" else "int64")
+    return pd.DataFrame(frame, columns=list(names))
 
 
 def span_counts(
