@@ -109,8 +109,19 @@ def worker(spec: Mapping[str, object]) -> dict[str, object]:
         "startup_seconds": startup,
         "pipeline_seconds": pipeline,
         "stages": stages,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_memory_mb": peak_memory_mb(),
     }
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory. Linux keeps `ru_maxrss` across exec, so a worker
+    started by a bench that had grown would report the bench's peak: VmHWM is the process's own."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _stages(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> dict[str, float]:
@@ -244,6 +255,7 @@ def run_step(
 def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWindow]) -> None:
     """The write floor (bare binary COPY of the rows just written) and the compute floor."""
     from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores
+    from marketpulse_pipeline.assets.alerts import MAX_CHARTS, chart_choice
     from marketpulse_pipeline.consensus import consensus
     from marketpulse_pipeline.delivery.charts import ChartData, render
     from marketpulse_pipeline.detectors import DETECTORS
@@ -278,7 +290,7 @@ def measure_floors(step: Step, database_url: str, window: Mapping[str, SessionWi
     consensus(anomalies)
     ordered = prices.sort_values(["symbol", "timestamp"], ignore_index=True)
     scores = alert_scores(ordered, AlertParams(), score=inside_windows(ordered, window).to_numpy())
-    for symbol in window:  # each recomputed partition's chart, as the alerts asset draws it
+    for symbol in chart_choice(list(window), scores, MAX_CHARTS):  # as the alerts asset does
         bars = market[market["symbol"] == symbol].tail(CHART_SESSIONS)
         marks = anomalies.loc[anomalies["symbol"] == symbol, ["timestamp", "method"]]
         alerted = scores.loc[(scores["symbol"] == symbol) & scores["is_alert"]]

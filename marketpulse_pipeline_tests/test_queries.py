@@ -205,10 +205,12 @@ def test_unreachable_database_fails_the_health_probe(monkeypatch, capsys, tmp_pa
     assert "database unreachable" in capsys.readouterr().err
 
 
-def test_a_read_command_loads_neither_dagster_nor_scikit_learn(materialized, tmp_path):
+@pytest.mark.parametrize("command", [["stats", "--json"], ["anomalies"], ["history", "AAPL"]])
+def test_a_read_command_loads_neither_dagster_nor_an_engine(materialized, tmp_path, command):
+    heavy = {"dagster", "sklearn", "isotree", "scipy", "matplotlib", "fastapi"}
     script = (
-        "import sys; from marketpulse_pipeline.cli import main; code = main(['stats', '--json']);"
-        " heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'sklearn'});"
+        f"import sys; from marketpulse_pipeline.cli import main; code = main({command!r});"
+        f" heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {heavy!r});"
         " print(heavy, file=sys.stderr); sys.exit(code or len(heavy))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
