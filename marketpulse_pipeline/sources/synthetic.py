@@ -154,11 +154,15 @@ class SyntheticSource(PriceSource):
             if v != d
         ]
         self.name = f"synthetic({', '.join(changed)})" if changed else "synthetic"
+        self._planted: dict[tuple[str, dt.date], pd.DataFrame] = {}
+        """What `bars` simulated, kept for the `injected_anomalies` call that follows it: a
+        symbol's path is simulated once, not twice (it starts in 1990, whatever the window)."""
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = []
         for symbol in symbols:
             path = self._simulate(symbol, window.end)
+            self._planted[symbol, window.end] = path.events
             inside = path.sessions >= pd.Timestamp(window.start)
             served = _split_adjusted(
                 path.bars, path.sessions, self._splits(symbol, window), self._as_of(window)
@@ -187,7 +191,9 @@ class SyntheticSource(PriceSource):
     def injected_anomalies(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = []
         for symbol in symbols:
-            events = self._simulate(symbol, window.end).events
+            events = self._planted.pop((symbol, window.end), None)
+            if events is None:
+                events = self._simulate(symbol, window.end).events
             frames.append(
                 events[events["timestamp"] >= pd.Timestamp(window.start)].assign(symbol=symbol)
             )
