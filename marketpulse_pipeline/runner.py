@@ -9,7 +9,8 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,10 +64,6 @@ def dagster_instance() -> dg.DagsterInstance:
     """
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        # Nobody reads an ephemeral instance's events after the run: one "planned" event per
-        # asset for the run's partitions, not one per partition (half the events of a run; the
-        # cost of it — a failed run's partitions not marked failed — falls on no one here).
-        os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
         return dg.DagsterInstance.ephemeral()
     directory = Path(home).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
@@ -169,18 +166,19 @@ def _launch(
     instance.add_event_listener(run_id, reporter)
     what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
     reporter.progress(f"run {run_id[:8]}: {what}")
-    result = execute_run(
-        InMemoryJob(job),
-        instance.create_run_for_job(
-            job_def=job,
-            run_id=run_id,
-            run_config=run_config,
-            tags={**job.run_tags, **tags},
-            asset_selection=frozenset(asset_selection) if asset_selection else None,
-            remote_job_origin=_origin(job.name),
-        ),
-        instance,
-    )
+    with _planned_events_per_asset(instance):
+        result = execute_run(
+            InMemoryJob(job),
+            instance.create_run_for_job(
+                job_def=job,
+                run_id=run_id,
+                run_config=run_config,
+                tags={**job.run_tags, **tags},
+                asset_selection=frozenset(asset_selection) if asset_selection else None,
+                remote_job_origin=_origin(job.name),
+            ),
+            instance,
+        )
     outcome.success = result.success
     if not result.success and not outcome.failures:
         outcome.failures.append(f"run {run_id[:8]} failed before its steps started")
@@ -243,6 +241,29 @@ class _Reporter:
 def log_path(log_dir: Path, run_id: str) -> Path:
     """Where a failed run's full errors are."""
     return log_dir / f"{run_id}.log"
+
+
+_PLANNED_PER_ASSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+@contextmanager
+def _planned_events_per_asset(instance: dg.DagsterInstance) -> Iterator[None]:
+    """On an ephemeral instance, one "planned" event per asset for the run's partitions rather
+    than one per partition: half a run's events, and their cost (a failed run's partitions not
+    marked failed) falls on no one, since nobody reads the instance after the run. Dagster
+    reads the switch from the environment: set only while this run is created and executed."""
+    if instance.is_persistent:
+        yield
+        return
+    previous = os.environ.get(_PLANNED_PER_ASSET)
+    os.environ[_PLANNED_PER_ASSET] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[_PLANNED_PER_ASSET]
+        else:
+            os.environ[_PLANNED_PER_ASSET] = previous
 
 
 def _origin(job_name: str) -> RemoteJobOrigin:

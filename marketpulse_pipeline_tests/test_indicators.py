@@ -1,10 +1,20 @@
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.signal import lfilter
 
-from marketpulse_pipeline.features.indicators import WilderState, compute_features, wilder
+from marketpulse_pipeline.features.indicators import (
+    WilderState,
+    _smoothed,
+    compute_features,
+    wilder,
+)
+from marketpulse_pipeline.features.rolling import nan_median
 from marketpulse_pipeline_tests.market import market
 
 
@@ -83,3 +93,29 @@ def test_rsi_resumed_from_stored_state_equals_the_whole_history():
     later = resumed[resumed["timestamp"] >= whole["timestamp"][cut]].reset_index(drop=True)
     expected = whole.iloc[cut:].reset_index(drop=True)
     pd.testing.assert_frame_equal(later, expected, check_exact=True)
+
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@given(st.lists(st.lists(finite_or_not, min_size=1, max_size=30), min_size=1, max_size=8))
+def test_nan_median_is_numpys_to_the_bit(rows):
+    """The rolling baselines' median skips numpy's masked-array path, never its answer."""
+    width = max(len(row) for row in rows)
+    matrix = np.array([row + [np.nan] * (width - len(row)) for row in rows])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        expected = np.nanmedian(matrix, axis=1)
+    np.testing.assert_array_equal(nan_median(matrix) + 0.0, expected + 0.0)  # -0.0 == 0.0
+
+
+@given(
+    st.lists(st.floats(0, 1e6), max_size=200),
+    st.integers(2, 60),
+    st.floats(0, 1e6),
+)
+def test_wilder_smoothing_is_lfilters_arithmetic_to_the_bit(values, period, previous):
+    decay = (period - 1) / period
+    x = np.asarray(values, dtype="float64")
+    expected = lfilter([1 / period], [1, -decay], x, zi=[decay * previous])[0]
+    np.testing.assert_array_equal(_smoothed(x, 1 / period, decay, previous), expected)

@@ -166,3 +166,22 @@ def test_neither_engine_warns_on_a_short_training_window():
         warnings.simplefilter("error")
         for engine in ("isotree", "scikit-learn"):
             fit(rows, IsolationForestParams(engine=engine), "")
+
+
+def test_a_kept_model_from_older_fitting_code_or_unreadable_is_refitted(market, monkeypatch):
+    from marketpulse_pipeline.detectors import isolation_forest
+
+    params = IsolationForestParams()
+    latest = market.assign(in_window=market["timestamp"] >= pd.Timestamp("2025-12-01"))
+    first = ModelCache()
+    detect(latest, params, first)
+    monkeypatch.setattr(isolation_forest, "MODEL_FORMAT", isolation_forest.MODEL_FORMAT + 1)
+    upgraded = stored(first)
+    detect(latest, params, upgraded)
+    assert (upgraded.fitted, upgraded.reused) == (len(SYMBOLS), 0)
+    monkeypatch.undo()
+    garbled = ModelCache(
+        {s: (p, v, b"not a model") for s, (p, v, _) in stored(first).stored.items()}
+    )
+    detect(latest, params, garbled)
+    assert (garbled.fitted, garbled.reused) == (len(SYMBOLS), 0)

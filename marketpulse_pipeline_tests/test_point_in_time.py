@@ -2,6 +2,7 @@
 and they never change when later data arrives."""
 
 import datetime as dt
+import os
 
 import dagster as dg
 import pandas as pd
@@ -123,3 +124,18 @@ def test_re_running_a_window_keeps_rows_and_ids(make_defs, instance, database_ur
             " method, anomaly_type HAVING count(*) > 1) AS duplicated"
         ).fetchone()[0]
     assert per_day == 0
+
+
+def test_an_ephemeral_run_plans_per_asset_and_leaves_the_environment_as_it_was(
+    make_defs, instance, monkeypatch
+):
+    switch = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+    monkeypatch.delenv(switch, raising=False)
+    defs = make_defs(MARKETPULSE_START_DATE=HISTORY_START.isoformat())
+    [daily, *_] = run_pipeline(defs, instance, SYMBOLS, as_of=DAILY[0], progress=lambda _: None)
+    assert switch not in os.environ  # a persistent instance later in this process plans as usual
+    planned = instance.get_records_for_run(
+        daily.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
+    ).records
+    keys = [r.event_log_entry.dagster_event.asset_key for r in planned]
+    assert len(keys) == len(set(keys)) > 1  # one per asset, not one per asset and symbol

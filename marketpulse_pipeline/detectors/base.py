@@ -67,8 +67,12 @@ class ModelCache:
         found = self.stored.get(symbol)
         if found is None or found[:2] != (point, version):
             return None
+        try:  # the pipeline's own table: trusted; unreadable (another release's classes): refit
+            model = pickle.loads(zlib.decompress(found[2]))
+        except Exception:
+            return None
         self.reused += 1
-        return pickle.loads(zlib.decompress(found[2]))  # the pipeline's own table: trusted
+        return model
 
     def keep(self, symbol: str, point: pd.Timestamp, model: Any) -> None:
         newest = self.used.get(symbol)

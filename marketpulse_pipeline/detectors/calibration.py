@@ -39,6 +39,7 @@ def tail_probability(
     (a mask of the rows wanted; default all)."""
     out = np.full(len(statistic), np.nan)
     values = np.asarray(statistic, dtype="float64")
+    values = np.where(np.isfinite(values), values, np.nan)  # an infinity is no statistic
     wanted = np.ones(len(values), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     groups = [group for group in group_bounds(np.asarray(keys)) if wanted[group].any()]
     found = in_threads(

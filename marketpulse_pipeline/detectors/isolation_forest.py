@@ -39,6 +39,9 @@ REFIT_PERIODS = {"month": "M", "quarter": "Q", "year": "Y"}
 ENGINES = ("isotree", "scikit-learn")
 SUBSAMPLE = 256
 """Rows each tree is grown on: the paper's ψ, and both engines' default."""
+MODEL_FORMAT = 1
+"""Part of every model's version: raise it with any change to how `fit` builds a model, so a
+kept model from older code is refitted, never reused."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ def model_version(training: np.ndarray, params: IsolationForestParams) -> str:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {params.engine!r}")
     settings = sorted((k, v) for k, v in asdict(params).items() if k != "top_features")
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{_release(params.engine)}|{settings}".encode())
+    digest.update(
+        f"{MODEL_FORMAT}|{SUBSAMPLE}|{FEATURES}|{_release(params.engine)}|{settings}".encode()
+    )
     digest.update(np.ascontiguousarray(training, dtype="float64").tobytes())
     return digest.hexdigest()
 

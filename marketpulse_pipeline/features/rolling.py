@@ -45,7 +45,8 @@ def in_threads(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
     half the time on two cores — and each result is what a serial loop gives."""
     if len(items) < 2:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_THREADS)) as pool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with ThreadPoolExecutor(max_workers=min(cores or 1, MAX_THREADS)) as pool:
         return list(pool.map(function, items))
 
 
@@ -89,7 +90,7 @@ def nan_median(rows: np.ndarray, axis: int = 1) -> np.ndarray:
     if axis != 1:
         raise ValueError("nan_median reduces rows (axis=1)")
     ordered = np.sort(rows, axis=1)  # NaN last
-    count = np.isfinite(rows).sum(axis=1)
+    count = (~np.isnan(rows)).sum(axis=1)  # infinities count, as in np.nanmedian
     low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None], axis=1)[:, 0]
     high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
     with np.errstate(invalid="ignore"):

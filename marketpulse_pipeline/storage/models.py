@@ -33,10 +33,13 @@ def store_models(
     """Replace each symbol's stored model with the given one (COPY into a staging table)."""
     if not models:
         return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise RuntimeError("store_models writes inside the transaction of the method's rows")
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS staged_models"
         " (symbol text, fitted_at date, version text, model bytea) ON COMMIT DELETE ROWS"
     )
+    conn.execute("TRUNCATE staged_models")  # a second call in the same transaction
     with conn.cursor().copy(
         "COPY staged_models (symbol, fitted_at, version, model) FROM STDIN"
     ) as copy:
