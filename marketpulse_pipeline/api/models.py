@@ -92,20 +92,21 @@ class StatRow(BaseModel):
     anomalies: int
 
 
+BAR_EXAMPLE = {
+    "symbol": "AAPL",
+    "timestamp": "2025-12-31",
+    "open": 169.27,
+    "high": 170.11,
+    "low": 168.47,
+    "close": 168.55,
+    "volume": 35421709,
+}
+
+
 class Bar(BaseModel):
     """A stored daily bar (`price_history`)."""
 
-    model_config = _example(
-        {
-            "symbol": "AAPL",
-            "timestamp": "2025-12-31",
-            "open": 169.27,
-            "high": 170.11,
-            "low": 168.47,
-            "close": 168.55,
-            "volume": 35421709,
-        }
-    )
+    model_config = _example(BAR_EXAMPLE)
     symbol: str
     timestamp: dt.date
     open: float
@@ -120,13 +121,7 @@ class LatestBar(Bar):
 
     model_config = _example(
         {
-            "symbol": "AAPL",
-            "timestamp": "2025-12-31",
-            "open": 169.27,
-            "high": 170.11,
-            "low": 168.47,
-            "close": 168.55,
-            "volume": 35421709,
+            **BAR_EXAMPLE,
             "source": "synthetic",
             "created_at": "2025-12-31T23:10:11.197843+00:00",
         }
