@@ -200,3 +200,15 @@ def test_without_its_benchmark_a_symbol_gets_no_market_relative_score():
     assert detect("market_relative", market(stock, symbol="AAPL")).empty
     frame = two_symbols(stock, stock)
     assert detect("market_relative", frame, sector_benchmarks="AAPL=XLK").empty
+
+
+def test_every_row_carries_the_id_of_its_symbol_day_method_and_type():
+    """Labels follow an anomaly through re-runs by this id: the rows' fast path must give
+    exactly `anomaly_id` of each row's key."""
+    from marketpulse_pipeline.detectors.base import anomaly_id
+
+    found = detect("zscore", market(with_jump(zigzag(80), 60, 8.0)))
+    assert len(found) > 0
+    assert found["id"].tolist() == [
+        anomaly_id(r.symbol, r.timestamp, r.method, r.anomaly_type) for r in found.itertuples()
+    ]

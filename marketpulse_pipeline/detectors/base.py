@@ -202,9 +202,9 @@ def anomaly_rows(
     }
     return pd.DataFrame(
         {
-            "id": [
-                anomaly_id(s, pd.Timestamp(t), method, a)
-                for s, t, a in zip(symbols, stamps, types, strict=True)
+            "id": [  # anomaly_id's key, its days formatted at once
+                stable_id(s, day, method, a)
+                for s, day, a in zip(symbols, _days(stamps), types, strict=True)
             ],
             "symbol": symbols,
             "timestamp": stamps,
@@ -228,6 +228,11 @@ def anomaly_rows(
             "details": "str",
         }
     )
+
+
+def _days(stamps: np.ndarray) -> np.ndarray:
+    """Each timestamp's day as anomaly_id writes it (YYYY-MM-DD), for a whole column."""
+    return np.datetime_as_string(np.asarray(stamps, dtype="datetime64[ns]"), unit="D")
 
 
 def object_array(items: Sequence[object]) -> np.ndarray:
