@@ -452,7 +452,7 @@ def _evenings(
     days = [session_offset(end, -i) for i in reversed(range(count))]
     previous = session_offset(days[0], -1)
     start = session_offset(previous, -(history - 1))
-    setup = Step(f"{'wide' if len(symbols) > 100 else 'daily'} setup", len(symbols), history)
+    setup = Step(f"{home.name} setup", len(symbols), history)
     run_step(setup, url, home, symbols, start=start, end=previous)
     if steps is not None:
         steps.append(setup)
