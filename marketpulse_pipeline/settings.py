@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -77,12 +77,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
+        get = variable_reader(environ)
         source = (get("MARKETPULSE_SOURCE") or "synthetic").lower()
         if source not in SOURCES:
             raise SettingsError(
@@ -110,8 +105,11 @@ class Settings:
             or DEFAULT_STOOQ_URL,
             yahoo_url=_http_url(get("MARKETPULSE_YAHOO_URL"), "MARKETPULSE_YAHOO_URL")
             or DEFAULT_YAHOO_URL,
-            max_missing_sessions=_count(
-                get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0", "MARKETPULSE_MAX_MISSING_SESSIONS"
+            max_missing_sessions=whole_variable(
+                get("MARKETPULSE_MAX_MISSING_SESSIONS") or "0",
+                "MARKETPULSE_MAX_MISSING_SESSIONS",
+                0,
+                10_000,
             ),
             now=now,
             notifications=notifications,
@@ -203,11 +201,22 @@ def whole_number(text: str, low: int, high: int) -> int:
     return number
 
 
-def _count(text: str, origin: str) -> int:
+def whole_variable(text: str, origin: str, low: int, high: int) -> int:
+    """`whole_number` of the variable `origin`, its name in the message."""
     try:
-        return whole_number(text, 0, 10_000)
+        return whole_number(text, low, high)
     except SettingsError as error:
         raise SettingsError(f"{origin}={error}") from None
+
+
+def variable_reader(environ: Mapping[str, str] | None = None) -> Callable[[str], str | None]:
+    """A variable's value from `environ` (default: the process's), None when unset or blank."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get(name, "").strip() or None
+
+    return get
 
 
 def _seed(text: str, origin: str) -> int:

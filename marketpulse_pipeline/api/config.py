@@ -3,12 +3,16 @@ value stops `marketpulse serve` with one line naming the variable, never showing
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from marketpulse_pipeline.settings import SettingsError, normalise_database_url, whole_number
+from marketpulse_pipeline.settings import (
+    SettingsError,
+    normalise_database_url,
+    variable_reader,
+    whole_variable,
+)
 
 MIN_TOKEN_LENGTH = 16
 _TOKEN = re.compile(rf"^[\x21-\x7e]{{{MIN_TOKEN_LENGTH},}}$")  # visible ASCII: header-safe
@@ -32,12 +36,7 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
+        get = variable_reader(environ)
         read_url = get("MARKETPULSE_API_READ_DATABASE_URL")
         return cls(
             write_token=_token(get("MARKETPULSE_API_TOKEN"), "MARKETPULSE_API_TOKEN"),
@@ -83,9 +82,4 @@ def _origins(text: str | None) -> tuple[str, ...]:
 
 
 def _number(text: str | None, origin: str, default: int, low: int, high: int) -> int:
-    if text is None:
-        return default
-    try:
-        return whole_number(text, low, high)
-    except SettingsError as error:
-        raise SettingsError(f"{origin}={error}") from None
+    return default if text is None else whole_variable(text, origin, low, high)
