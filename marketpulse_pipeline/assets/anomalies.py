@@ -107,19 +107,18 @@ def build_anomaly_asset(
                 if benchmark_of:
                     closes = read_closes(conn, set(benchmark_of.values()), history)
                     market = market_for(detector, params, market, closes)
-            models = ModelCache(
-                load_models(conn, method, list(live)) if detector.keeps_models else {}
+            # a method that fits models gets the symbols' kept ones, and keeps what it fits
+            models = (
+                ModelCache(load_models(conn, method, list(live))) if detector.keeps_models else None
             )
             with clock.stage("detect"):
-                if detector.keeps_models:
-                    found = detector.detect(market, params, models)
-                else:
-                    found = detector.detect(market, params)
+                found = detector.detect(market, params, *([models] if models is not None else []))
             with clock.stage("validation"):
                 found = validated(Anomalies, found)
             with clock.stage("write"):
                 write(conn, ANOMALIES, found, plans, where)
-                store_models(conn, method, models.to_store())
+                if models is not None:
+                    store_models(conn, method, models.to_store())
             stored = row_counts(conn, ANOMALIES, symbols, where)
             in_window = market.loc[market["in_window"], "symbol"].value_counts()
             rate_check = flag_rate_check(conn, method, windows, found, in_window)
@@ -133,7 +132,7 @@ def build_anomaly_asset(
                         "sessions_scored": int(market["in_window"].sum()),
                         **(
                             {"models_fitted": models.fitted, "models_reused": models.reused}
-                            if detector.keeps_models
+                            if models is not None
                             else {}
                         ),
                         **{
