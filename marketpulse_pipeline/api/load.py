@@ -127,9 +127,8 @@ def served(env: Mapping[str, str] | None = None, workers: int = 1) -> Iterator[s
     process's environment (e.g. MARKETPULSE_DATABASE_URL or MARKETPULSE_HOME of a demo
     database); yields its base URL once it answers, and stops it (SIGTERM, then SIGKILL)."""
     port = free_port()
-    command = [sys.executable, "-c", "import sys; from marketpulse_pipeline.cli import main;"]
-    command[-1] += " sys.exit(main())"
-    command += ["serve", "--port", str(port), "--workers", str(workers)]
+    command = [sys.executable, "-m", "marketpulse_pipeline", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:  # not a pipe: nobody reads it while serving
         server = subprocess.Popen(
