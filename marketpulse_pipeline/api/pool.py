@@ -15,8 +15,12 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from marketpulse_pipeline.storage.database import CONNECT_TIMEOUT_S, SchemaOutdated
-from marketpulse_pipeline.storage.migrations import SCHEMA, migrations, schema_version
+from marketpulse_pipeline.storage.database import (
+    CONNECT_TIMEOUT_S,
+    READ_ONLY,
+    require_current_schema,
+    server_options,
+)
 
 POOL_WAIT_S = 3.0
 """How long a request waits for a connection (the database down, or every one busy) before
@@ -38,7 +42,7 @@ def _pool(url: str, name: str, size: int, options: str, wait_s: float) -> Connec
             "autocommit": True,
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": name,
-            "options": f"-c search_path={SCHEMA},public {options}",
+            "options": server_options(options),
         },
     )
 
@@ -62,7 +66,7 @@ class Pools:
             read_url,
             "marketpulse-api-read",
             size,
-            f"-c default_transaction_read_only=on {timeout}",
+            f"{READ_ONLY} {timeout}",
             wait_s,
         )
         self.write = (
@@ -88,12 +92,7 @@ class Pools:
         `connect_readonly` does, so an outdated database is a clear 503, not a missing column."""
         with self.read.connection() as conn:
             if not self._schema_checked:
-                have, need = schema_version(conn), migrations()[-1].version
-                if have < need:
-                    raise SchemaOutdated(
-                        f"the database schema is at version {have}, this MarketPulse needs"
-                        f" {need}: run a pipeline command (e.g. `marketpulse update`) once"
-                    )
+                require_current_schema(conn)
                 self._schema_checked = True
             yield conn
 

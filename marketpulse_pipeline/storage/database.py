@@ -143,15 +143,31 @@ def connect_readonly(url: str) -> psycopg.Connection:
 
     An outdated schema raises `SchemaOutdated` here rather than a missing column later.
     """
-    conn = _connect(url, "-c default_transaction_read_only=on")
+    conn = _connect(url, READ_ONLY)
     with _closed_on_error(conn):
-        have, need = schema_version(conn), migrations()[-1].version
-        if have < need:
-            raise SchemaOutdated(
-                f"the database schema is at version {have}, this MarketPulse needs {need}:"
-                " run a pipeline command (e.g. `marketpulse update`) once to migrate it"
-            )
+        require_current_schema(conn)
     return conn
+
+
+READ_ONLY = "-c default_transaction_read_only=on"
+"""Server option of a reader's connection: every transaction read-only."""
+
+
+def require_current_schema(conn: psycopg.Connection) -> None:
+    """Raise `SchemaOutdated` when the database lacks a migration this code needs (a reader
+    may not migrate): a clear message now rather than a missing column later."""
+    have, need = schema_version(conn), migrations()[-1].version
+    if have < need:
+        raise SchemaOutdated(
+            f"the database schema is at version {have}, this MarketPulse needs {need}:"
+            " run a pipeline command (e.g. `marketpulse update`) once to migrate it"
+        )
+
+
+def server_options(extra: str = "") -> str:
+    """The options of every MarketPulse connection — its schema first on the search path —
+    and `extra` server settings."""
+    return f"-c search_path={SCHEMA},public {extra}".strip()
 
 
 def _connect(url: str, options: str = "") -> psycopg.Connection:
@@ -160,7 +176,7 @@ def _connect(url: str, options: str = "") -> psycopg.Connection:
         url,
         autocommit=True,
         connect_timeout=CONNECT_TIMEOUT_S,
-        options=f"-c search_path={SCHEMA},public {options}".strip(),
+        options=server_options(options),
         application_name="marketpulse",
     )
 
