@@ -83,7 +83,8 @@ def worker(spec: Mapping[str, object]) -> dict[str, object]:
     import psutil
 
     from marketpulse_pipeline.definitions import build_definitions
-    from marketpulse_pipeline.runner import dagster_instance, run_pipeline
+    from marketpulse_pipeline.instance import dagster_instance
+    from marketpulse_pipeline.runner import run_pipeline
     from marketpulse_pipeline.settings import Settings
 
     started = psutil.Process().create_time()

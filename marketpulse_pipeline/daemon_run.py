@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from marketpulse_pipeline.automation import CODE_LOCATION, DAILY_JOB
-from marketpulse_pipeline.runner import LOCAL_INSTANCE
+from marketpulse_pipeline.instance import LOCAL_INSTANCE
 
 START_TIMEOUT_S = 180.0
 RUN_TIMEOUT_S = 600.0

@@ -7,10 +7,8 @@ more: a later stretch's prices may change what their market-wide rows read).
 
 import datetime as dt
 import logging
-import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from dagster._core.remote_origin import (
 )
 
 from marketpulse_pipeline.automation import AFTER_RUN_JOB, CODE_LOCATION, DAILY_JOB
+from marketpulse_pipeline.instance import ephemeral_run_settings
 
 ProgressFn = Callable[[str], None]
 PRICES = dg.AssetKey("stock_prices")
@@ -43,34 +42,6 @@ class RunOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
     """One line per failed step or check: what failed, for which symbols, and the root cause."""
-
-
-LOCAL_INSTANCE = """\
-# Written by marketpulse: the Dagster instance of this home (for `dagster dev` too).
-telemetry:
-  enabled: false
-run_coordinator:  # the daemon looks for queued runs every second, not every five
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-"""
-
-
-def dagster_instance() -> dg.DagsterInstance:
-    """The instance of `$DAGSTER_HOME` when it is set, so the runs show in `dagster dev` started
-    with the same home; otherwise an ephemeral one. A persistent instance records an event per
-    asset partition, which costs the demo about four seconds; the tables are the same either way.
-    """
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        return dg.DagsterInstance.ephemeral()
-    directory = Path(home).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "dagster.yaml"
-    if not config.exists():
-        config.write_text(LOCAL_INSTANCE)
-    return dg.DagsterInstance.from_config(str(directory))
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[list[str]]:
@@ -166,7 +137,7 @@ def _launch(
     instance.add_event_listener(run_id, reporter)
     what = f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)" if symbols else job.name
     reporter.progress(f"run {run_id[:8]}: {what}")
-    with _planned_events_per_asset(instance):
+    with ephemeral_run_settings(instance):
         result = execute_run(
             InMemoryJob(job),
             instance.create_run_for_job(
@@ -241,29 +212,6 @@ class _Reporter:
 def log_path(log_dir: Path, run_id: str) -> Path:
     """Where a failed run's full errors are."""
     return log_dir / f"{run_id}.log"
-
-
-_PLANNED_PER_ASSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
-
-
-@contextmanager
-def _planned_events_per_asset(instance: dg.DagsterInstance) -> Iterator[None]:
-    """On an ephemeral instance, one "planned" event per asset for the run's partitions rather
-    than one per partition: half a run's events, and their cost (a failed run's partitions not
-    marked failed) falls on no one, since nobody reads the instance after the run. Dagster
-    reads the switch from the environment: set only while this run is created and executed."""
-    if instance.is_persistent:
-        yield
-        return
-    previous = os.environ.get(_PLANNED_PER_ASSET)
-    os.environ[_PLANNED_PER_ASSET] = "true"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[_PLANNED_PER_ASSET]
-        else:
-            os.environ[_PLANNED_PER_ASSET] = previous
 
 
 def _origin(job_name: str) -> RemoteJobOrigin:

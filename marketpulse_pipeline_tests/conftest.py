@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from marketpulse_pipeline.definitions import build_definitions
+from marketpulse_pipeline.instance import ephemeral_instance
 from marketpulse_pipeline.settings import Settings
 from marketpulse_pipeline.storage.database import connect, stop_embedded
 
@@ -159,7 +160,7 @@ def make_defs(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.DagsterInstance.ephemeral() as ephemeral:
+    with ephemeral_instance() as ephemeral:  # the CLI's
         yield ephemeral
 
 

@@ -126,16 +126,32 @@ def test_re_running_a_window_keeps_rows_and_ids(make_defs, instance, database_ur
     assert per_day == 0
 
 
-def test_an_ephemeral_run_plans_per_asset_and_leaves_the_environment_as_it_was(
+def test_an_ephemeral_run_batches_its_events_and_leaves_the_environment_as_it_was(
     make_defs, instance, monkeypatch
 ):
-    switch = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
-    monkeypatch.delenv(switch, raising=False)
+    switches = ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE")
+    for switch in switches:
+        monkeypatch.delenv(switch, raising=False)
+    batches: list[int] = []
+    store_batch = instance.event_log_storage.store_event_batch
+    monkeypatch.setattr(
+        instance.event_log_storage,
+        "store_event_batch",
+        lambda events: (batches.append(len(events)), store_batch(events)),
+    )
     defs = make_defs(MARKETPULSE_START_DATE=HISTORY_START.isoformat())
     [daily, *_] = run_pipeline(defs, instance, SYMBOLS, as_of=DAILY[0], progress=lambda _: None)
-    assert switch not in os.environ  # a persistent instance later in this process plans as usual
+    assert not set(switches) & set(os.environ)  # a persistent instance later plans as usual
     planned = instance.get_records_for_run(
         daily.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
     ).records
     keys = [r.event_log_entry.dagster_event.asset_key for r in planned]
     assert len(keys) == len(set(keys)) > 1  # one per asset, not one per asset and symbol
+    # each step's partitions went in batches, and every partition's materialization is stored
+    assert batches and min(batches) >= len(SYMBOLS)
+    stored = instance.get_records_for_run(
+        daily.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+    ).records
+    per_asset = pd.Series([r.event_log_entry.dagster_event.asset_key for r in stored])
+    assert set(per_asset.value_counts()) == {len(SYMBOLS)}
+    assert len(per_asset.unique()) == len(keys)

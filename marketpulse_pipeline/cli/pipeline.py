@@ -229,7 +229,8 @@ def _materialize(
             " completed session: a symbol without prices would load nothing"
         )
     from marketpulse_pipeline.definitions import build_definitions
-    from marketpulse_pipeline.runner import dagster_instance, log_path, run_pipeline
+    from marketpulse_pipeline.instance import dagster_instance
+    from marketpulse_pipeline.runner import log_path, run_pipeline
     from marketpulse_pipeline.storage.database import resolve_url
 
     began = time.perf_counter()
