@@ -71,11 +71,15 @@ def ephemeral_instance() -> dg.DagsterInstance:
 class BatchedInMemoryEventLog(InMemoryEventLogStorage):
     """The in-memory event log, storing a batch (`store_event_batch`) in one transaction: every
     write of the batch reuses its connection, other threads wait for the batch to end. Should
-    one event fail, the transaction rolls back and Dagster stores the events one by one."""
+    one event fail, the transaction rolls back and Dagster stores the events one by one.
+
+    An asset's index row holds its latest materialization, overwritten by each: in a batch,
+    only the last materialization of each asset writes it, leaving the row a loop would."""
 
     def __init__(self) -> None:
         super().__init__()
         self._batch: tuple[int, Connection] | None = None
+        self._superseded = False
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -87,13 +91,34 @@ class BatchedInMemoryEventLog(InMemoryEventLogStorage):
             yield conn
 
     def store_event_batch(self, events: Sequence[dg.EventLogEntry]) -> None:
+        superseded = _superseded_materializations(events)
         with super()._connect() as conn:  # holds the storage's lock until the batch is stored
             self._batch = (threading.get_ident(), conn)
             try:
-                for event in events:
+                for position, event in enumerate(events):
+                    self._superseded = position in superseded
                     self.store_event(event)
             finally:
-                self._batch = None
+                self._batch, self._superseded = None, False
+
+    def _store_asset_event(self, conn: Connection, event: dg.EventLogEntry, event_id: int) -> None:
+        if not self._superseded:
+            super()._store_asset_event(conn, event, event_id)
+
+
+def _superseded_materializations(events: Sequence[dg.EventLogEntry]) -> set[int]:
+    """Positions of the materializations followed, in `events`, by another of the same asset."""
+    last: dict[dg.AssetKey, int] = {}
+    for position, event in enumerate(events):
+        if event.dagster_event is not None and event.dagster_event.is_step_materialization:
+            last[event.dagster_event.asset_key] = position
+    return {
+        position
+        for position, event in enumerate(events)
+        if event.dagster_event is not None
+        and event.dagster_event.is_step_materialization
+        and last[event.dagster_event.asset_key] != position
+    }
 
 
 _EPHEMERAL_RUN = {

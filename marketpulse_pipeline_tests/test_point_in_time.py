@@ -8,8 +8,10 @@ import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
+from dagster._core.storage.event_log import InMemoryEventLogStorage
 
 from marketpulse_pipeline.calendar import sessions_between
+from marketpulse_pipeline.instance import BatchedInMemoryEventLog
 from marketpulse_pipeline.runner import run_pipeline
 from marketpulse_pipeline.storage.database import connect
 
@@ -155,3 +157,18 @@ def test_an_ephemeral_run_batches_its_events_and_leaves_the_environment_as_it_wa
     per_asset = pd.Series([r.event_log_entry.dagster_event.asset_key for r in stored])
     assert set(per_asset.value_counts()) == {len(SYMBOLS)}
     assert len(per_asset.unique()) == len(keys)
+    # replayed into Dagster's own in-memory log one event at a time, the same asset index
+    entries = [
+        r.event_log_entry for r in instance.get_records_for_run(daily.run_id, limit=10_000).records
+    ]
+    batched, looped = BatchedInMemoryEventLog(), InMemoryEventLogStorage()
+    batched.store_event_batch(entries)
+    for entry in entries:
+        looped.store_event(entry)
+    for key in set(per_asset):
+        [row, looped_row] = [s.get_asset_records([key])[0].asset_entry for s in (batched, looped)]
+        latest = row.last_materialization_record
+        assert latest.storage_id == looped_row.last_materialization_record.storage_id
+        assert row.last_run_id == looped_row.last_run_id == daily.run_id
+        partitions = [s.get_materialized_partitions(key) for s in (batched, looped)]
+        assert partitions[0] == partitions[1] == set(SYMBOLS)
