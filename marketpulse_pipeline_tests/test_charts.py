@@ -11,7 +11,14 @@ from PIL import Image
 
 from marketpulse_pipeline.calendar import session_offset, sessions_between
 from marketpulse_pipeline.cli import main
-from marketpulse_pipeline.delivery.charts import METHOD_STYLES, ChartData, quality_chart, render
+from marketpulse_pipeline.delivery.charts import (
+    METHOD_STYLES,
+    PARALLEL_FROM,
+    ChartData,
+    quality_chart,
+    render,
+    render_many,
+)
 from marketpulse_pipeline_tests.test_notifications import LATEST, add_alert, add_prices
 
 ALERT_RED = (0xDE, 0x2D, 0x26)
@@ -96,6 +103,22 @@ def test_an_empty_window_says_so_and_svg_works():
     empty = frame().iloc[:0]
     assert pixels(render(ChartData("TEST", empty, none, quiet))).shape[:2] == (520, 800)
     assert render(ChartData("TEST", frame(), none, quiet), "svg").startswith(b"<?xml")
+
+
+def test_charts_drawn_in_processes_are_the_serial_ones_in_order():
+    none = pd.DataFrame(columns=["timestamp", "method"])
+    charts = [
+        ChartData(
+            f"S{day}",
+            frame(),
+            none,
+            pd.DataFrame({"timestamp": [DAYS[day]], "p_value": [0.0004], "label": [None]}),
+        )
+        for day in range(10, 10 + 2 * PARALLEL_FROM, 2)
+    ]
+    drawn = render_many(charts, dpi=40)
+    assert drawn == [render(chart, dpi=40) for chart in charts]
+    assert len(set(drawn)) == len(charts)  # each its own picture, in the order asked
 
 
 def test_the_quality_chart_has_a_bar_per_method():

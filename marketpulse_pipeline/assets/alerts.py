@@ -31,10 +31,10 @@ from marketpulse_pipeline.assets.metadata import (
 )
 from marketpulse_pipeline.assets.windows import catch_up, write
 from marketpulse_pipeline.calendar import SessionWindow, inside_windows
-from marketpulse_pipeline.delivery.charts import markdown_image, symbol_chart
+from marketpulse_pipeline.delivery.charts import ChartData, markdown_image, render_many
 from marketpulse_pipeline.resources import PostgresResource, PriceSourceResource
 from marketpulse_pipeline.schemas import AlertScores, empty, validated
-from marketpulse_pipeline.storage.queries import alert_labels
+from marketpulse_pipeline.storage.queries import alert_labels, chart_frames
 from marketpulse_pipeline.storage.tables import (
     ALERT_SCORES,
     MARKET_LOCK,
@@ -153,10 +153,7 @@ def build_alerts_asset(partitions: dg.StaticPartitionsDefinition) -> dg.AssetsDe
             recomputed = [symbol for symbol, window in windows.items() if not window.is_empty]
             charted = chart_choice(recomputed, scores, config.max_charts)
             with clock.stage("charts"):
-                charts = {
-                    symbol: {"chart": dg.MetadataValue.md(_chart(conn, symbol))}
-                    for symbol in charted
-                }
+                charts = _charts(conn, charted)
         alerted = scores[scores["is_alert"]]
         report_partitions(context, windows, {"alerts": alerted}, extra=charts, stored=stored)
         return dg.MaterializeResult(
@@ -192,9 +189,14 @@ def chart_choice(recomputed: list[str], scores: pd.DataFrame, most: int) -> list
     return [symbol for _, symbol in order[:most]]
 
 
-def _chart(conn: psycopg.Connection, symbol: str) -> str:
-    png = symbol_chart(conn, symbol, dpi=60)
-    return markdown_image(png, f"{symbol}: the last 120 sessions")
+def _charts(conn: psycopg.Connection, symbols: list[str]) -> dict[str, dict[str, object]]:
+    """Each symbol's chart of its last 120 sessions, as partition metadata."""
+    pngs = render_many([ChartData(s, *chart_frames(conn, s)) for s in symbols], dpi=60)
+    titles = [f"{symbol}: the last 120 sessions" for symbol in symbols]
+    return {
+        symbol: {"chart": dg.MetadataValue.md(markdown_image(png, title))}
+        for symbol, png, title in zip(symbols, pngs, titles, strict=True)
+    }
 
 
 def _market_days(prices: pd.DataFrame, wanted: pd.Series) -> np.ndarray:

@@ -72,26 +72,26 @@ def _chart(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from marketpulse_pipeline.delivery.charts import ChartData, render
+    from marketpulse_pipeline.delivery.charts import ChartData, render_many
 
     directory: Path = args.output
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"{directory}: {error.strerror or error}") from None
-    sections = []
     with _connect(settings) as conn:
         stored = set(queries.stored_symbols(conn))
-        for symbol in settings.symbols:
-            if symbol not in stored:
-                sections.append(f"<h3>{html.escape(symbol)}</h3><p>No prices stored.</p>")
-                continue
-            frames = queries.chart_frames(conn, symbol)
-            _write(directory / f"{symbol}.png", render(ChartData(symbol, *frames)))
-            sections.append(
-                f'<h3>{html.escape(symbol)}</h3><img src="{html.escape(symbol)}.png"'
-                f' alt="{html.escape(symbol)} chart" width="800">'
-            )
+        charted = [symbol for symbol in settings.symbols if symbol in stored]
+        charts = [ChartData(symbol, *queries.chart_frames(conn, symbol)) for symbol in charted]
+        for symbol, png in zip(charted, render_many(charts), strict=True):
+            _write(directory / f"{symbol}.png", png)
+        sections = [
+            f'<h3>{html.escape(symbol)}</h3><img src="{html.escape(symbol)}.png"'
+            f' alt="{html.escape(symbol)} chart" width="800">'
+            if symbol in stored
+            else f"<h3>{html.escape(symbol)}</h3><p>No prices stored.</p>"
+            for symbol in settings.symbols
+        ]
         today = settings.today()
         alerts = queries.recent_alerts(conn, days=90, limit=100, today=today)
         stats = queries.anomaly_stats(conn, 30, today)

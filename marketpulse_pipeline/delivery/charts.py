@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import base64
 import io
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -106,6 +111,22 @@ def render(data: ChartData, fmt: str = "png", dpi: int = 80) -> bytes:
         return _save(figure, fmt, dpi)
     finally:
         plt.close(figure)
+
+
+PARALLEL_FROM = 4
+"""Charts from which `render_many` draws in processes: below, starting them costs more."""
+
+
+def render_many(charts: Sequence[ChartData], dpi: int = 80) -> list[bytes]:
+    """`render` for each chart, on every core: matplotlib holds the GIL, so threads would take
+    turns; worker processes start from a server that has loaded this module and matplotlib."""
+    workers = min(os.cpu_count() or 1, len(charts))
+    if len(charts) < PARALLEL_FROM or workers < 2:
+        return [render(chart, dpi=dpi) for chart in charts]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "matplotlib"])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(partial(render, dpi=dpi), charts))
 
 
 def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:
