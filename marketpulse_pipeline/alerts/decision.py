@@ -26,7 +26,7 @@ from marketpulse_pipeline.alerts.signals import (
     signal_statistics,
 )
 from marketpulse_pipeline.calendar import session_offset
-from marketpulse_pipeline.detectors.base import anomaly_id, param, to_json
+from marketpulse_pipeline.detectors.base import day_strings, json_rows, param, stable_id
 from marketpulse_pipeline.detectors.calibration import CALIBRATION_SESSIONS, tail_probability
 
 CALIBRATION_WINDOWS = {"return": LONG_BASELINE_SESSIONS}
@@ -155,14 +155,13 @@ def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
     scores = scores.reset_index(drop=True)
     table = scores[["symbol", "timestamp", "p_value", "is_alert", "market_wide", "return_pct"]]
     table = table.assign(**{f"p_{name}": scores[f"p_{name}"] for name in SIGNALS})
-    numbers = scores[list(SIGNALS)].to_numpy()
-    details = [
-        to_json({"statistic": dict(zip(SIGNALS, row, strict=True))}) if alert else None
-        for row, alert in zip(numbers, scores["is_alert"], strict=True)
-    ]
+    alerted = scores["is_alert"].to_numpy(dtype=bool)
+    statistics = json_rows({name: scores.loc[alerted, name].to_numpy() for name in SIGNALS})
+    details = np.full(len(scores), None, dtype=object)
+    details[alerted] = [f'{{"statistic": {statistic}}}' for statistic in statistics]
     ids = [
-        anomaly_id(symbol, pd.Timestamp(day), "alert", "alert")
-        for symbol, day in zip(table["symbol"], table["timestamp"], strict=True)
+        stable_id(symbol, day, "alert", "alert")  # anomaly_id's key, the days formatted at once
+        for symbol, day in zip(table["symbol"], day_strings(table["timestamp"]), strict=True)
     ]
     return table.assign(
         methods=scores["methods"],

@@ -13,7 +13,7 @@ import json
 import math
 import pickle
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,21 +149,45 @@ def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: 
     return stable_id(symbol, f"{timestamp:%Y-%m-%d}", method, anomaly_type)
 
 
-def to_json(details: dict[str, object]) -> str:
-    """Details as canonical JSON: sorted keys, floats rounded to 6 decimals, NaN as null."""
+def json_rows(columns: Mapping[str, np.ndarray]) -> list[str]:
+    """Each row of `columns` (equal-length arrays) as one canonical JSON object — sorted keys,
+    floats rounded to 6 decimals, NaN as null — built a column at a time."""
+    fields = [
+        [f"{json.dumps(key)}: {text}" for text in _json_texts(np.asarray(columns[key]))]
+        for key in sorted(columns)
+    ]
+    return ["{" + ", ".join(row) + "}" for row in zip(*fields, strict=True)]
 
-    def clean(value: object) -> object:
-        if isinstance(value, float | np.floating):
-            return None if math.isnan(value) else round(float(value), 6)
-        if isinstance(value, np.integer):
-            return int(value)
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
 
-    return json.dumps(clean(details), sort_keys=True)
+def _json_texts(values: np.ndarray) -> list[str]:
+    """Each value's JSON text: numbers from their numpy column at once, anything else (text,
+    lists of standouts) through `json.dumps`."""
+    if values.dtype.kind == "f":
+        return [_float_text(number) for number in values.astype("float64").tolist()]
+    if values.dtype.kind in "iu":
+        return [str(number) for number in values.tolist()]
+    return [json.dumps(_plain(value)) for value in values]
+
+
+def _float_text(number: float) -> str:
+    """As `json.dumps` writes the rounded number (its repr; Infinity when infinite)."""
+    if math.isnan(number):
+        return "null"
+    rounded = round(number, 6)
+    return repr(rounded) if math.isfinite(rounded) else json.dumps(rounded)
+
+
+def _plain(value: object) -> object:
+    """`value` with numpy scalars as Python numbers, floats rounded, NaN as None."""
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else round(float(value), 6)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    return value
 
 
 def anomaly_rows(
@@ -197,14 +221,16 @@ def anomaly_rows(
     symbols = market["symbol"].to_numpy()[rows]
     stamps = market["timestamp"].to_numpy()[rows]
     columns = {
-        key: np.broadcast_to(np.asarray(value, dtype=object), len(market))[rows]
+        key: np.broadcast_to(np.asarray(value), len(market))[rows]
+        if np.ndim(value)
+        else np.full(len(rows), value, dtype=object if isinstance(value, str) else None)
         for key, value in details.items()
     }
     return pd.DataFrame(
         {
             "id": [  # anomaly_id's key, its days formatted at once
                 stable_id(s, day, method, a)
-                for s, day, a in zip(symbols, _days(stamps), types, strict=True)
+                for s, day, a in zip(symbols, day_strings(stamps), types, strict=True)
             ],
             "symbol": symbols,
             "timestamp": stamps,
@@ -212,10 +238,7 @@ def anomaly_rows(
             "method": method,
             "score": np.asarray(score, dtype="float64")[rows],
             "severity": np.asarray(severity, dtype="float64")[rows],
-            "details": [
-                to_json({key: values[i] for key, values in columns.items()})
-                for i in range(len(rows))
-            ],
+            "details": json_rows(columns),
             "p_value": np.asarray(p_value, dtype="float64")[rows],
         }
     ).astype(
@@ -230,7 +253,7 @@ def anomaly_rows(
     )
 
 
-def _days(stamps: np.ndarray) -> np.ndarray:
+def day_strings(stamps: np.ndarray) -> np.ndarray:
     """Each timestamp's day as anomaly_id writes it (YYYY-MM-DD), for a whole column."""
     return np.datetime_as_string(np.asarray(stamps, dtype="datetime64[ns]"), unit="D")
 
