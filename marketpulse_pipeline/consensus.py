@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 _DTYPES = {
@@ -36,10 +37,13 @@ def consensus(anomalies: pd.DataFrame, min_votes: int = 2) -> pd.DataFrame:
     days = per_method.groupby(["symbol", "timestamp"], sort=True)
     result = days.agg(
         votes=("method", "size"),
-        methods=("method", lambda m: sorted(m)),
         severity=("severity", "sum"),
         strongest_type=("anomaly_type", "first"),
         strongest_method=("method", "first"),
     ).reset_index()
+    # each day's methods by name: the days in the same order, split where the next one starts
+    named = per_method.sort_values(["symbol", "timestamp", "method"], kind="stable")["method"]
+    starts = np.cumsum(result["votes"].to_numpy())[:-1]
+    result["methods"] = [list(day) for day in np.split(named.to_numpy(dtype=object), starts)]
     result["is_consensus"] = result["votes"] >= min_votes
     return result[list(_DTYPES)].astype({k: v for k, v in _DTYPES.items() if v != "object"})

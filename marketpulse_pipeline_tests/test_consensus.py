@@ -1,4 +1,6 @@
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketpulse_pipeline.consensus import consensus
 
@@ -50,3 +52,29 @@ def test_every_day_with_an_anomaly_has_a_row_and_min_votes_decides():
 
 def test_no_anomalies_no_rows():
     assert consensus(ROWS.iloc[:0]).empty
+
+
+METHODS = ["iqr", "isolation_forest", "technical", "volume", "zscore"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["AAPL", "MSFT", "SPY"]),
+            st.integers(1, 5),
+            st.sampled_from(METHODS),
+            st.floats(0.5, 9),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_each_day_lists_its_methods_once_by_name(flags):
+    rows = pd.DataFrame(
+        [anomaly(s, f"2025-07-0{day}", m, "price_spike", severity) for s, day, m, severity in flags]
+    ).sample(frac=1, random_state=0)
+    result = consensus(rows).set_index(["symbol", "timestamp"])
+    expected = rows.groupby(["symbol", "timestamp"])["method"].agg(lambda m: sorted(set(m)))
+    assert result["methods"].to_dict() == expected.to_dict()
+    assert (result["votes"] == result["methods"].map(len)).all()
