@@ -30,6 +30,7 @@ import pandas as pd
 from marketpulse_pipeline.calendar import SessionWindow, sessions_between
 from marketpulse_pipeline.sources.base import (
     BAR_DTYPES,
+    BAR_VALUES,
     CORPORATE_ACTION_DTYPES,
     INJECTED_DTYPES,
     PriceSource,
@@ -117,7 +118,7 @@ _DRAWS_PER_SESSION = 10
 @dataclass(frozen=True)
 class _Path:
     sessions: pd.DatetimeIndex
-    bars: pd.DataFrame  # open, high, low, close, volume per session, as if never split
+    bars: np.ndarray  # open, high, low, close, volume per session (a row each), never split
     events: pd.DataFrame  # INJECTED_DTYPES without symbol
 
 
@@ -157,36 +158,49 @@ class SyntheticSource(PriceSource):
         self._planted: dict[tuple[str, dt.date], pd.DataFrame] = {}
         """What `bars` simulated, kept for the `injected_anomalies` call that follows it: a
         symbol's path is simulated once, not twice (it starts in 1990, whatever the window)."""
+        self._splits_served: dict[tuple[str, SessionWindow], pd.DataFrame] = {}
+        """The splits `bars` adjusted for, kept for the `corporate_actions` call that follows."""
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
-        frames = []
+        start, as_of = pd.Timestamp(window.start), self._as_of(window)
+        names, days, values = [], [], []
         for symbol in symbols:
             path = self._simulate(symbol, window.end)
             self._planted[symbol, window.end] = path.events
-            inside = path.sessions >= pd.Timestamp(window.start)
-            served = _split_adjusted(
-                path.bars, path.sessions, self._splits(symbol, window), self._as_of(window)
-            )
-            frames.append(
-                served[inside].assign(
-                    symbol=symbol,
-                    timestamp=path.sessions[inside],
-                    source_ref=f"synthetic(seed={self.seed})",
-                )
-            )
-        return conform(pd.concat(frames) if frames else pd.DataFrame(), BAR_DTYPES)
+            inside = path.sessions >= start
+            sessions = path.sessions[inside]
+            splits = self._splits_served[symbol, window] = self._splits(symbol, window)
+            values.append(_split_adjusted(path.bars[inside], sessions, splits, as_of))
+            days.append(sessions)
+            names.append([symbol] * len(sessions))
+        frame = pd.DataFrame(
+            np.concatenate(values) if values else np.empty((0, len(BAR_VALUES))),
+            columns=list(BAR_VALUES),
+        )
+        return conform(
+            frame.assign(
+                symbol=[name for chunk in names for name in chunk],
+                timestamp=np.concatenate([d.to_numpy() for d in days]) if days else [],
+                source_ref=f"synthetic(seed={self.seed})",
+            ),
+            BAR_DTYPES,
+        )
 
     def corporate_actions(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
+        first, last = pd.Timestamp(window.start), pd.Timestamp(window.end)
         frames = []
         for symbol in symbols:
-            splits = self._splits(symbol, window)
-            inside = splits["timestamp"].between(*map(pd.Timestamp, (window.start, window.end)))
-            frames.append(
-                splits[inside].assign(
-                    symbol=symbol, kind="split", source_ref=f"synthetic(seed={self.seed})"
-                )
-            )
-        return conform(pd.concat(frames) if frames else pd.DataFrame(), CORPORATE_ACTION_DTYPES)
+            splits = self._splits_served.pop((symbol, window), None)
+            if splits is None:
+                splits = self._splits(symbol, window)
+            inside = splits[splits["timestamp"].between(first, last)]
+            if len(inside):
+                frames.append(inside.assign(symbol=symbol))
+        actions = pd.concat(frames) if frames else pd.DataFrame(columns=["timestamp", "value"])
+        return conform(
+            actions.assign(kind="split", source_ref=f"synthetic(seed={self.seed})"),
+            CORPORATE_ACTION_DTYPES,
+        )
 
     def injected_anomalies(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         frames = []
@@ -284,9 +298,7 @@ class SyntheticSource(PriceSource):
             * (0.5 + 0.6 * np.abs(log_return) / sigma)
             * volume_factor
         )
-        bars = pd.DataFrame(
-            {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
-        )
+        bars = np.column_stack([open_, high, low, close, volume])  # BAR_VALUES' order
         return _Path(
             sessions=sessions,
             bars=bars,
@@ -302,17 +314,17 @@ class SyntheticSource(PriceSource):
 
 
 def _split_adjusted(
-    bars: pd.DataFrame, sessions: pd.DatetimeIndex, splits: pd.DataFrame, as_of: dt.date
-) -> pd.DataFrame:
-    """Bars as a vendor serves them on `as_of`: traded in cents and whole shares after the
-    splits up to each day, then adjusted for the later splits up to `as_of`. Rounding is
-    monotonic and the factors positive, so OHLC stays ordered."""
+    bars: np.ndarray, sessions: pd.DatetimeIndex, splits: pd.DataFrame, as_of: dt.date
+) -> np.ndarray:
+    """Bars (open, high, low, close, volume rows) as a vendor serves them on `as_of`: traded in
+    cents and whole shares after the splits up to each day, then adjusted for the later splits
+    up to `as_of`. Rounding is monotonic and the factors positive, so OHLC stays ordered."""
     done = np.searchsorted(splits["timestamp"].to_numpy(), sessions.to_numpy(), side="right")
     shares = np.concatenate([[1.0], np.cumprod(splits["value"].to_numpy())])
-    traded = shares[done]  # shares per original share, on each day
+    traded = shares[done][:, None]  # shares per original share, on each day
     served = shares[np.searchsorted(splits["timestamp"].to_numpy(), np.datetime64(as_of), "right")]
-    later = np.where(sessions.to_numpy() <= np.datetime64(as_of), traded / served, 1.0)
-    prices = ["open", "high", "low", "close"]
-    adjusted = bars[prices].div(traded, axis=0).round(2).mul(later, axis=0).round(6)
-    volume = np.round(np.round(bars["volume"] * traded) / later)
-    return adjusted.assign(volume=volume)
+    later = np.where(sessions.to_numpy() <= np.datetime64(as_of), traded[:, 0] / served, 1.0)
+    later = later[:, None]
+    prices = np.round(np.round(bars[:, :4] / traded, 2) * later, 6)
+    volume = np.round(np.round(bars[:, 4:] * traded) / later)
+    return np.hstack([prices, volume])
