@@ -572,7 +572,10 @@ def _floor_columns(step: Step) -> dict[str, object]:
 
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["worker"]:
+        from marketpulse_pipeline.cli import exiting
+
         print(json.dumps(worker(json.loads(argv[1]))))
+        exiting()  # as the `marketpulse` command ends
         return 0
     raise SystemExit("usage: marketpulse bench (this module's `worker` mode is internal)")
 

@@ -98,8 +98,12 @@ def alert_scores(
     scores["p_value"] = harmonic_mean_p(probabilities)
     scores["is_alert"] = is_alert(scores, params, labels)
     scores["market_wide"] = _market_wide(scores, params.market_share)
-    contributing = np.where(probabilities <= CONTRIBUTES, np.array(SIGNALS, dtype=object), None)
-    scores["methods"] = [[m for m in row if m is not None] for row in contributing]
+    contributes = probabilities <= CONTRIBUTES
+    names = np.array(SIGNALS, dtype=object)
+    methods: list[list[str]] = [[] for _ in range(len(scores))]
+    for row in np.flatnonzero(contributes.any(axis=1)):  # the few rows some signal stands out
+        methods[row] = list(names[contributes[row]])
+    scores["methods"] = methods
     return scores
 
 

@@ -6,6 +6,7 @@ unhealthy database (or an unexpected failure). A database password is never prin
 """
 
 import argparse
+import gc
 import os
 import sys
 import warnings
@@ -58,6 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("database error", error, FAILED)
     except Exception as error:  # a bug still deserves one readable line, not a traceback
         return _fail(f"unexpected {type(error).__name__}", error, FAILED)
+
+
+def run() -> None:
+    """The `marketpulse` command: `main`, then the process ends."""
+    code = main()
+    exiting()
+    sys.exit(code)
+
+
+def exiting() -> None:
+    """Just before a command's process exits: its objects go with it, not through one last
+    garbage collection of everything a large run left in memory (1.5 s after a backfill)."""
+    gc.freeze()
 
 
 def _fail(what: str, error: Exception, code: int) -> int:
