@@ -3,6 +3,7 @@ files — and the CLI's `chart` and `report` on a real database."""
 
 import datetime as dt
 import io
+import threading
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from marketpulse_pipeline.delivery.charts import (
     METHOD_STYLES,
     PARALLEL_FROM,
     ChartData,
+    _drawing_processes,
     quality_chart,
     render,
     render_many,
@@ -105,7 +107,11 @@ def test_an_empty_window_says_so_and_svg_works():
     assert render(ChartData("TEST", frame(), none, quiet), "svg").startswith(b"<?xml")
 
 
-def test_charts_drawn_in_processes_are_the_serial_ones_in_order():
+@pytest.mark.parametrize("other_thread", [False, True], ids=["forked", "from a fork server"])
+def test_charts_drawn_in_processes_are_the_serial_ones_in_order(other_thread):
+    running = threading.Event()
+    if other_thread:  # a process with more than one thread must not fork
+        threading.Thread(target=running.wait, daemon=True).start()
     none = pd.DataFrame(columns=["timestamp", "method"])
     charts = [
         ChartData(
@@ -116,7 +122,12 @@ def test_charts_drawn_in_processes_are_the_serial_ones_in_order():
         )
         for day in range(10, 10 + 2 * PARALLEL_FROM, 2)
     ]
-    drawn = render_many(charts, dpi=40)
+    try:
+        forks = threading.active_count() == 1
+        assert _drawing_processes().get_start_method() == ("fork" if forks else "forkserver")
+        drawn = render_many(charts, dpi=40)
+    finally:
+        running.set()
     assert drawn == [render(chart, dpi=40) for chart in charts]
     assert len(set(drawn)) == len(charts)  # each its own picture, in the order asked
 

@@ -12,6 +12,7 @@ import base64
 import io
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -119,14 +120,27 @@ PARALLEL_FROM = 4
 
 def render_many(charts: Sequence[ChartData], dpi: int = 80) -> list[bytes]:
     """`render` for each chart, on every core: matplotlib holds the GIL, so threads would take
-    turns; worker processes start from a server that has loaded this module and matplotlib."""
+    turns; processes draw side by side."""
     workers = min(os.cpu_count() or 1, len(charts))
-    if len(charts) < PARALLEL_FROM or workers < 2:
+    context = _drawing_processes()
+    if len(charts) < PARALLEL_FROM or workers < 2 or context is None:
         return [render(chart, dpi=dpi) for chart in charts]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "matplotlib"])
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(pool.map(partial(render, dpi=dpi), charts))
+
+
+def _drawing_processes() -> multiprocessing.context.BaseContext | None:
+    """Forked workers while this process runs a single thread (they start at once, with all
+    it has loaded); otherwise workers from a fork server, since forking a process whose other
+    threads may hold locks can deadlock the child. None where neither exists."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__, "matplotlib.pyplot"])
+        return context
+    return None
 
 
 def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:

@@ -56,12 +56,11 @@ def gate_bars(raw: pd.DataFrame, windows: Mapping[str, SessionWindow], source: s
     """
     arrived = raw.reset_index(drop=True).assign(source=source)
     _check_requested(arrived, windows, source)
-    texts = {column: _source_text(arrived, column) for column in BAR_VALUES}
     reasons = (
         pd.concat(
             [
                 failure_reasons(ARRIVAL_SCHEMA, arrived[_STORED_COLUMNS]),
-                _volume_reasons(arrived["volume"], texts["volume"]),
+                _volume_reasons(arrived),
             ]
         )
         .groupby(level=0)
@@ -72,23 +71,26 @@ def gate_bars(raw: pd.DataFrame, windows: Mapping[str, SessionWindow], source: s
     stored = arrived.loc[~refused, _STORED_COLUMNS]
     stored = StockPrices.validate(stored.astype({"volume": "Int64"}).reset_index(drop=True))
 
-    rejected = arrived.loc[refused, ["symbol", "timestamp", "source", "source_ref"]].assign(
-        **{column: text[refused] for column, text in texts.items()},
+    refusals = arrived.loc[refused]
+    rejected = refusals[["symbol", "timestamp", "source", "source_ref"]].assign(
+        **{column: _source_text(refusals, column) for column in BAR_VALUES},
         reason=reasons,
     )
     return GateResult(stored=stored, rejected=rejected.reset_index(drop=True))
 
 
-def _volume_reasons(volume: pd.Series, text: pd.Series) -> pd.Series:
+def _volume_reasons(arrived: pd.DataFrame) -> pd.Series:
     """Why a volume cannot be stored as a 64-bit count (`1e30`, `2.5`, `inf`), per row.
 
     Checked here rather than by pandera so the reason quotes the source's text, not the float
     it was parsed into (`9999999999999999999` would read `1e+19`). Missing and negative volumes
     are left to the schema's own reasons.
     """
+    volume = arrived["volume"]
     whole = np.isfinite(volume) & (volume == np.floor(volume)) & (volume < VOLUME_LIMIT)
     bad = volume.notna() & ~whole
-    return "volume must be a whole number below 2^63 (got " + text[bad].astype(str) + ")"
+    text = _source_text(arrived[bad], "volume")
+    return "volume must be a whole number below 2^63 (got " + text.astype(str) + ")"
 
 
 def _check_requested(
