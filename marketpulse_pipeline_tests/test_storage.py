@@ -160,7 +160,7 @@ def test_the_binary_read_gives_exactly_the_row_by_row_frame(conn):
     the bit: NULL features as NaN, dates, whole volumes, symbols in order, windows respected."""
     from marketpulse_pipeline.features.indicators import compute_features
     from marketpulse_pipeline.sources.synthetic import SyntheticSource
-    from marketpulse_pipeline.storage.tables import _read_binary, _read_rows
+    from marketpulse_pipeline.storage.tables import _read_rows, read_market
 
     whole = SessionWindow(dt.date(2025, 1, 2), dt.date(2025, 12, 31))
     prices = SyntheticSource().bars(["MSFT", "AAPL", "TSLA"], whole).assign(source="test")
@@ -174,18 +174,22 @@ def test_the_binary_read_gives_exactly_the_row_by_row_frame(conn):
         )
     december = SessionWindow(dt.date(2025, 12, 1), dt.date(2025, 12, 31))
     windows = {"TSLA": JULY, "AAPL": whole, "MSFT": december}
+    slow = {}
     for table, names in (
         (PRICE_FEATURES, PRICE_FEATURES.column_names),
         (STOCK_PRICES, [n for n in STOCK_PRICES.column_names if n != "source"]),
     ):
         fast = read_window(conn, table, windows, columns=names)
-        slow = _read_rows(conn, table, windows, names, *_no_slice())
-        pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+        slow[table.name] = _read_rows(conn, table, windows, names, *_no_slice())
+        pd.testing.assert_frame_equal(fast, slow[table.name], check_exact=True)
         assert fast["symbol"].drop_duplicates().tolist() == ["AAPL", "MSFT", "TSLA"]
         assert fast.isna().to_numpy().any() == (table is PRICE_FEATURES)  # RSI warm-up rows
-        pd.testing.assert_frame_equal(
-            _read_binary(conn, table, windows, names, *_no_slice()), fast, check_exact=True
-        )
+    # what a detector reads: the prices joined with the features in one read, the same frame
+    market = read_market(conn, windows, {"AAPL": december})
+    joined = slow["stock_prices"].merge(slow["price_features"], on=["symbol", "timestamp"])
+    pd.testing.assert_frame_equal(market.drop(columns="in_window"), joined, check_exact=True)
+    in_december = (market["symbol"] == "AAPL") & (market["timestamp"] >= "2025-12-01")
+    assert market["in_window"].tolist() == in_december.tolist()
 
 
 def _no_slice():

@@ -161,8 +161,10 @@ def read_window(
     """The rows of each symbol inside its window, ordered by symbol and day."""
     names = list(columns or table.column_names)
     condition, values = _slice(where or {})
-    read = _read_binary if _fixed_width(table, names) else _read_rows
-    return read(conn, table, windows, names, condition, values)
+    if _fixed_width([table], names):
+        relation = sql.SQL("{} AS t").format(sql.Identifier(table.name))
+        return _read_binary(conn, relation, dict(table.columns), windows, names, condition, values)
+    return _read_rows(conn, table, windows, names, condition, values)
 
 
 def _read_rows(
@@ -205,11 +207,13 @@ _BINARY_TYPES = {"float8": ">f8", "int8": ">i8", "int4": ">i4", "date": ">i4"}
 _PG_EPOCH = np.datetime64("2000-01-01", "D")
 
 
-def _fixed_width(table: Table, names: Sequence[str]) -> bool:
+def _fixed_width(tables: Sequence[Table], names: Sequence[str]) -> bool:
     """Whether every column but `symbol` has a fixed width and never NULL on the wire (a NULL
     float is read as NaN, which is what it becomes in a frame anyway)."""
-    types = dict(table.columns)
-    nullable = {n: c.nullable for n, c in table.model.to_schema().columns.items()}
+    types = {n: t for table in tables for n, t in table.columns}
+    nullable = {
+        n: c.nullable for table in tables for n, c in table.model.to_schema().columns.items()
+    }
     return names[:1] == ["symbol"] and all(
         types[n] in _BINARY_TYPES and (types[n] == "float8" or not nullable[n]) for n in names[1:]
     )
@@ -217,29 +221,28 @@ def _fixed_width(table: Table, names: Sequence[str]) -> bool:
 
 def _read_binary(
     conn: psycopg.Connection,
-    table: Table,
+    relation: sql.Composable,
+    types: Mapping[str, str],
     windows: Mapping[str, SessionWindow],
     names: Sequence[str],
     condition: sql.Composable,
     values: Sequence[str],
 ) -> pd.DataFrame:
-    """`read_window` for numeric columns: one binary COPY read straight into numpy arrays (ten
-    times faster than building a Python tuple per row); the symbol travels as its position."""
-    types = dict(table.columns)
+    """`read_window` for numeric columns of `relation` (its rows `t`): one binary COPY read
+    straight into numpy arrays (ten times faster than building a Python tuple per row); the
+    symbol travels as its position."""
     fields = [
-        sql.SQL("coalesce({}, 'NaN')").format(sql.Identifier("t", n))
-        if types[n] == "float8"
-        else sql.Identifier("t", n)
+        sql.SQL("coalesce({}, 'NaN')").format(_column(n)) if types[n] == "float8" else _column(n)
         for n in names[1:]
     ]
     query = sql.SQL(
-        "COPY (SELECT w.position::int4, {fields} FROM {table} AS t"
+        "COPY (SELECT w.position::int4, {fields} FROM {relation}"
         " JOIN unnest(%s::text[], %s::date[], %s::date[]) WITH ORDINALITY"
         " AS w(symbol, first, last, position) ON {inside}{condition}"
         ' ORDER BY t.symbol, t."timestamp") TO STDOUT (FORMAT BINARY)'
     ).format(
         fields=sql.SQL(", ").join(fields),
-        table=sql.Identifier(table.name),
+        relation=relation,
         inside=_INSIDE,
         condition=condition,
     )
@@ -260,7 +263,8 @@ def _read_binary(
     rows = np.frombuffer(body, dtype=row)  # raises unless whole rows arrived
     widths = [np.dtype(k).itemsize for k in kinds]
     if any((rows[f"length_{i}"] != width).any() for i, width in enumerate(widths)):
-        raise RuntimeError(f"{table.name}: a fixed-width column arrived NULL or resized")
+        what = relation.as_string(conn)
+        raise RuntimeError(f"{what}: a fixed-width column arrived NULL or resized")
     symbols = np.asarray(arrays[0], dtype=object)
     frame = {"symbol": symbols[rows["value_0"].astype("int64") - 1]}
     for i, name in enumerate(names[1:], start=1):
@@ -270,6 +274,11 @@ def _read_binary(
         else:
             frame[name] = column.astype("float64" if types[name] == "float8" else "int64")
     return pd.DataFrame(frame, columns=list(names))
+
+
+def _column(name: str) -> sql.Composable:
+    """A column of the relation read: the day and symbol are `t`'s, other names are unique."""
+    return sql.Identifier("t", name) if name in ("symbol", "timestamp") else sql.Identifier(name)
 
 
 def span_counts(
@@ -573,9 +582,12 @@ def read_market(
     """Prices joined with features over each symbol's `history`, sorted by symbol and day, with
     `in_window` marking the rows of its `windows`: what a detector reads."""
     bars = [name for name in STOCK_PRICES.column_names if name != "source"]
-    prices = read_window(conn, STOCK_PRICES, history, columns=bars)
-    features = read_window(conn, PRICE_FEATURES, history)
-    market = prices.merge(features, on=["symbol", "timestamp"], how="inner", validate="1:1")
+    names = bars + [name for name in PRICE_FEATURES.column_names if name not in bars]
+    types = dict(STOCK_PRICES.columns) | dict(PRICE_FEATURES.columns)
+    relation = sql.SQL('{} AS t JOIN {} AS f USING (symbol, "timestamp")').format(
+        sql.Identifier(STOCK_PRICES.name), sql.Identifier(PRICE_FEATURES.name)
+    )
+    market = _read_binary(conn, relation, types, history, names, sql.SQL(""), [])
     return market.assign(in_window=inside_windows(market, windows))
 
 
