@@ -19,13 +19,21 @@ def canonical(value: object) -> object:
         return None if math.isnan(value) else round(float(value), 6)
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
     return value
 
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
-columns = st.sampled_from(["floats", "ints", "texts", "lists"])
+columns = st.sampled_from(["floats", "ints", "flags", "texts", "lists"])
+standouts = st.lists(  # lists of small records, as the Isolation Forest's top features
+    st.dictionaries(st.sampled_from(["z", "feature", "value"]), st.text(max_size=3) | floats),
+    max_size=3,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -38,19 +46,22 @@ def test_json_rows_are_json_dumps_of_each_row(data, rows, kinds):
         elif kind == "ints":
             ints = st.integers(-(2**62), 2**62)
             values[key] = np.array(data.draw(st.lists(ints, min_size=rows, max_size=rows)))
+        elif kind == "flags":
+            flags = st.lists(st.booleans(), min_size=rows, max_size=rows)
+            values[key] = np.array(data.draw(flags), dtype=bool)
         elif kind == "texts":
             texts = st.lists(st.text(max_size=5), min_size=rows, max_size=rows)
             values[key] = np.array(data.draw(texts), dtype=object)
         else:
-            lists = st.lists(st.lists(st.text(max_size=3) | floats, max_size=3), min_size=rows)
-            drawn = data.draw(lists.filter(lambda x: len(x) == rows))
+            items = st.lists(st.text(max_size=3) | floats | st.booleans(), max_size=3) | standouts
+            drawn = data.draw(st.lists(items, min_size=rows, max_size=rows))
             values[key] = np.empty(rows, dtype=object)
             values[key][:] = drawn
     expected = [
         json.dumps({k: canonical(v[i]) for k, v in values.items()}, sort_keys=True)
         for i in range(rows)
     ]
-    assert json_rows(values) == (expected if values else [])
+    assert json_rows(values, rows) == expected
 
 
 def test_each_row_keeps_the_id_of_its_symbol_day_method_and_type():

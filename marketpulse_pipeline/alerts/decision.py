@@ -160,7 +160,9 @@ def alert_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = scores[["symbol", "timestamp", "p_value", "is_alert", "market_wide", "return_pct"]]
     table = table.assign(**{f"p_{name}": scores[f"p_{name}"] for name in SIGNALS})
     alerted = scores["is_alert"].to_numpy(dtype=bool)
-    statistics = json_rows({name: scores.loc[alerted, name].to_numpy() for name in SIGNALS})
+    statistics = json_rows(
+        {name: scores.loc[alerted, name].to_numpy() for name in SIGNALS}, int(alerted.sum())
+    )
     details = np.full(len(scores), None, dtype=object)
     details[alerted] = [f'{{"statistic": {statistic}}}' for statistic in statistics]
     ids = [

@@ -116,31 +116,28 @@ def render(data: ChartData, fmt: str = "png", dpi: int = 80) -> bytes:
 
 PARALLEL_FROM = 4
 """Charts from which `render_many` draws in processes: below, starting them costs more."""
+MAX_DRAWING_PROCESSES = 4
 
 
 def render_many(charts: Sequence[ChartData], dpi: int = 80) -> list[bytes]:
     """`render` for each chart, on every core: matplotlib holds the GIL, so threads would take
-    turns; processes draw side by side."""
-    workers = min(os.cpu_count() or 1, len(charts))
-    context = _drawing_processes()
-    if len(charts) < PARALLEL_FROM or workers < 2 or context is None:
+    turns; forked processes draw side by side, starting at once with all this one loaded.
+    Only while this process runs a single thread: forking a process whose other threads may
+    hold locks can deadlock the child, so then the charts are drawn one after another."""
+    workers = min(_cores(), len(charts), MAX_DRAWING_PROCESSES)
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if len(charts) < PARALLEL_FROM or workers < 2 or not forkable or threading.active_count() > 1:
         return [render(chart, dpi=dpi) for chart in charts]
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(pool.map(partial(render, dpi=dpi), charts))
 
 
-def _drawing_processes() -> multiprocessing.context.BaseContext | None:
-    """Forked workers while this process runs a single thread (they start at once, with all
-    it has loaded); otherwise workers from a fork server, since forking a process whose other
-    threads may hold locks can deadlock the child. None where neither exists."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "matplotlib.pyplot"])
-        return context
-    return None
+def _cores() -> int:
+    """The cores this process may use (its affinity, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:

@@ -149,24 +149,29 @@ def anomaly_id(symbol: str, timestamp: pd.Timestamp, method: str, anomaly_type: 
     return stable_id(symbol, f"{timestamp:%Y-%m-%d}", method, anomaly_type)
 
 
-def json_rows(columns: Mapping[str, np.ndarray]) -> list[str]:
-    """Each row of `columns` (equal-length arrays) as one canonical JSON object — sorted keys,
-    floats rounded to 6 decimals, NaN as null — built a column at a time."""
+def json_rows(columns: Mapping[str, np.ndarray], count: int) -> list[str]:
+    """Each of the `count` rows of `columns` (arrays of that length) as one canonical JSON
+    object — sorted keys, floats rounded to 6 decimals, NaN as null — built a column at a
+    time."""
     fields = [
         [f"{json.dumps(key)}: {text}" for text in _json_texts(np.asarray(columns[key]))]
         for key in sorted(columns)
     ]
+    if not fields:
+        return ["{}"] * count
     return ["{" + ", ".join(row) + "}" for row in zip(*fields, strict=True)]
 
 
 def _json_texts(values: np.ndarray) -> list[str]:
-    """Each value's JSON text: numbers from their numpy column at once, anything else (text,
-    lists of standouts) through `json.dumps`."""
+    """Each value's JSON text: numbers and flags from their numpy column at once, anything else
+    (text, lists of standouts) through `json.dumps`."""
     if values.dtype.kind == "f":
         return [_float_text(number) for number in values.astype("float64").tolist()]
     if values.dtype.kind in "iu":
         return [str(number) for number in values.tolist()]
-    return [json.dumps(_plain(value)) for value in values]
+    if values.dtype.kind == "b":
+        return ["true" if flag else "false" for flag in values.tolist()]
+    return [json.dumps(_plain(value), sort_keys=True) for value in values]
 
 
 def _float_text(number: float) -> str:
@@ -183,6 +188,8 @@ def _plain(value: object) -> object:
         return None if math.isnan(value) else round(float(value), 6)
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
@@ -238,7 +245,7 @@ def anomaly_rows(
             "method": method,
             "score": np.asarray(score, dtype="float64")[rows],
             "severity": np.asarray(severity, dtype="float64")[rows],
-            "details": json_rows(columns),
+            "details": json_rows(columns, len(rows)),
             "p_value": np.asarray(p_value, dtype="float64")[rows],
         }
     ).astype(
