@@ -7,6 +7,7 @@ in one transaction instead, and planned once per asset — the instance is read 
 the run, so nothing is given up.
 """
 
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,8 @@ import dagster as dg
 from dagster._core.instance import InstanceType
 from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
 from dagster._core.run_coordinator import DefaultRunCoordinator
-from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log import InMemoryEventLogStorage, SqlEventLogStorage
+from dagster._core.storage.event_log.base import EventLogCursor
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.root import TemporaryLocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
@@ -71,7 +73,8 @@ def ephemeral_instance() -> dg.DagsterInstance:
 class BatchedInMemoryEventLog(InMemoryEventLogStorage):
     """The in-memory event log, storing a batch (`store_event_batch`) in one transaction: every
     write of the batch reuses its connection, other threads wait for the batch to end. Should
-    one event fail, the transaction rolls back and Dagster stores the events one by one.
+    one event fail, the transaction rolls back and Dagster stores the events one by one. The
+    run's watchers hear of a batch's events once it is stored, outside the lock.
 
     An asset's index row holds its latest materialization, overwritten by each: in a batch,
     only the last materialization of each asset writes it, leaving the row a loop would."""
@@ -97,9 +100,22 @@ class BatchedInMemoryEventLog(InMemoryEventLogStorage):
             try:
                 for position, event in enumerate(events):
                     self._superseded = position in superseded
-                    self.store_event(event)
+                    SqlEventLogStorage.store_event(self, event)
             finally:
                 self._batch, self._superseded = None, False
+        for event in events:  # once committed, and outside the lock: a watcher may read
+            self._announce(event)
+
+    def _announce(self, event: dg.EventLogEntry) -> None:
+        """What the in-memory log's `store_event` does once an event is stored: tell the run's
+        watchers (`watch`), each with the event's cursor."""
+        self._storage_id += 1
+        cursor = str(EventLogCursor.from_storage_id(self._storage_id))
+        for handler in list(self._handlers[event.run_id]):
+            try:
+                handler(event, cursor)
+            except Exception:
+                logging.exception("Exception in callback for event watch on run %s.", event.run_id)
 
     def _store_asset_event(self, conn: Connection, event: dg.EventLogEntry, event_id: int) -> None:
         if not self._superseded:
