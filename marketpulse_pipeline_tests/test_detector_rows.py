@@ -1,7 +1,6 @@
 """The rows every method writes: details as canonical JSON, ids that never change."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -9,24 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketpulse_pipeline.alerts.decision import AlertParams, alert_scores, alert_table
-from marketpulse_pipeline.detectors.base import anomaly_id, json_rows
+from marketpulse_pipeline.detectors.base import _plain, anomaly_id, json_rows
 from marketpulse_pipeline_tests.market import detect, market, zigzag
-
-
-def canonical(value: object) -> object:
-    """The rule, one value at a time: floats rounded to 6 decimals, NaN as null."""
-    if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else round(float(value), 6)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {k: canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [canonical(v) for v in value]
-    return value
-
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 columns = st.sampled_from(["floats", "ints", "flags", "texts", "lists"])
@@ -58,7 +41,7 @@ def test_json_rows_are_json_dumps_of_each_row(data, rows, kinds):
             values[key] = np.empty(rows, dtype=object)
             values[key][:] = drawn
     expected = [
-        json.dumps({k: canonical(v[i]) for k, v in values.items()}, sort_keys=True)
+        json.dumps(_plain({k: v[i] for k, v in values.items()}), sort_keys=True)
         for i in range(rows)
     ]
     assert json_rows(values, rows) == expected

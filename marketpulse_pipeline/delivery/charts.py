@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import multiprocessing
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from marketpulse_pipeline.features.rolling import usable_cores
 
 if TYPE_CHECKING:  # matplotlib loads only when a picture is drawn
     import datetime as dt
@@ -124,20 +125,13 @@ def render_many(charts: Sequence[ChartData], dpi: int = 80) -> list[bytes]:
     turns; forked processes draw side by side, starting at once with all this one loaded.
     Only while this process runs a single thread: forking a process whose other threads may
     hold locks can deadlock the child, so then the charts are drawn one after another."""
-    workers = min(_cores(), len(charts), MAX_DRAWING_PROCESSES)
+    workers = min(usable_cores(), len(charts), MAX_DRAWING_PROCESSES)
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if len(charts) < PARALLEL_FROM or workers < 2 or not forkable or threading.active_count() > 1:
         return [render(chart, dpi=dpi) for chart in charts]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(pool.map(partial(render, dpi=dpi), charts))
-
-
-def _cores() -> int:
-    """The cores this process may use (its affinity, which containers narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def quality_chart(overall: pd.DataFrame, dpi: int = 60) -> bytes:

@@ -228,10 +228,7 @@ def anomaly_rows(
     symbols = market["symbol"].to_numpy()[rows]
     stamps = market["timestamp"].to_numpy()[rows]
     columns = {
-        key: np.broadcast_to(np.asarray(value), len(market))[rows]
-        if np.ndim(value)
-        else np.full(len(rows), value, dtype=object if isinstance(value, str) else None)
-        for key, value in details.items()
+        key: np.broadcast_to(np.asarray(value), len(market))[rows] for key, value in details.items()
     }
     return pd.DataFrame(
         {

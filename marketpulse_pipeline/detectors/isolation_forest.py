@@ -237,12 +237,11 @@ def _work(
 ) -> Iterator[_Model]:
     """Each (symbol, refit point) with complete rows to score and enough to train on."""
     for group in group_bounds(symbols):
-        window, mine = in_window[group] & complete[group], fitted_at[group]
+        window, mine, own = in_window[group] & complete[group], fitted_at[group], stamps[group]
         for point in pd.unique(mine[window]):
             first = np.datetime64(
                 session_offset(pd.Timestamp(point).date(), -params.training_sessions)
             )
-            own = stamps[group]
             trained = np.flatnonzero(complete[group] & (own >= first) & (own < point))
             if len(trained) >= params.min_training_rows:
                 scored = np.flatnonzero(window & (mine == point))

@@ -45,9 +45,15 @@ def in_threads(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
     half the time on two cores — and each result is what a serial loop gives."""
     if len(items) < 2:
         return [function(item) for item in items]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with ThreadPoolExecutor(max_workers=min(cores or 1, MAX_THREADS)) as pool:
+    with ThreadPoolExecutor(max_workers=min(usable_cores(), MAX_THREADS)) as pool:
         return list(pool.map(function, items))
+
+
+def usable_cores() -> int:
+    """The cores this process may use (its affinity, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def per_group(

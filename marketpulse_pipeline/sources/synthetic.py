@@ -163,7 +163,7 @@ class SyntheticSource(PriceSource):
 
     def bars(self, symbols: Sequence[str], window: SessionWindow) -> pd.DataFrame:
         start, as_of = pd.Timestamp(window.start), self._as_of(window)
-        names, days, values = [], [], []
+        days, values = [], []
         for symbol in symbols:
             path = self._simulate(symbol, window.end)
             self._planted[symbol, window.end] = path.events
@@ -172,14 +172,13 @@ class SyntheticSource(PriceSource):
             splits = self._splits_served[symbol, window] = self._splits(symbol, window)
             values.append(_split_adjusted(path.bars[inside], sessions, splits, as_of))
             days.append(sessions)
-            names.append([symbol] * len(sessions))
         frame = pd.DataFrame(
             np.concatenate(values) if values else np.empty((0, len(BAR_VALUES))),
             columns=list(BAR_VALUES),
         )
         return conform(
             frame.assign(
-                symbol=[name for chunk in names for name in chunk],
+                symbol=np.repeat(np.asarray(symbols, dtype=object), [len(d) for d in days]),
                 timestamp=np.concatenate([d.to_numpy() for d in days]) if days else [],
                 source_ref=f"synthetic(seed={self.seed})",
             ),
@@ -321,10 +320,9 @@ def _split_adjusted(
     up to `as_of`. Rounding is monotonic and the factors positive, so OHLC stays ordered."""
     done = np.searchsorted(splits["timestamp"].to_numpy(), sessions.to_numpy(), side="right")
     shares = np.concatenate([[1.0], np.cumprod(splits["value"].to_numpy())])
-    traded = shares[done][:, None]  # shares per original share, on each day
+    traded = shares[done]  # shares per original share, on each day
     served = shares[np.searchsorted(splits["timestamp"].to_numpy(), np.datetime64(as_of), "right")]
-    later = np.where(sessions.to_numpy() <= np.datetime64(as_of), traded[:, 0] / served, 1.0)
-    later = later[:, None]
-    prices = np.round(np.round(bars[:, :4] / traded, 2) * later, 6)
-    volume = np.round(np.round(bars[:, 4:] * traded) / later)
-    return np.hstack([prices, volume])
+    later = np.where(sessions.to_numpy() <= np.datetime64(as_of), traded / served, 1.0)
+    prices = np.round(np.round(bars[:, :4] / traded[:, None], 2) * later[:, None], 6)
+    volume = np.round(np.round(bars[:, 4] * traded) / later)
+    return np.column_stack([prices, volume])

@@ -161,7 +161,7 @@ def read_window(
     """The rows of each symbol inside its window, ordered by symbol and day."""
     names = list(columns or table.column_names)
     condition, values = _slice(where or {})
-    if _fixed_width([table], names):
+    if _fixed_width(table, names):
         relation = sql.SQL("{} AS t").format(sql.Identifier(table.name))
         return _read_binary(conn, relation, dict(table.columns), windows, names, condition, values)
     return _read_rows(conn, table, windows, names, condition, values)
@@ -207,13 +207,11 @@ _BINARY_TYPES = {"float8": ">f8", "int8": ">i8", "int4": ">i4", "date": ">i4"}
 _PG_EPOCH = np.datetime64("2000-01-01", "D")
 
 
-def _fixed_width(tables: Sequence[Table], names: Sequence[str]) -> bool:
+def _fixed_width(table: Table, names: Sequence[str]) -> bool:
     """Whether every column but `symbol` has a fixed width and never NULL on the wire (a NULL
     float is read as NaN, which is what it becomes in a frame anyway)."""
-    types = {n: t for table in tables for n, t in table.columns}
-    nullable = {
-        n: c.nullable for table in tables for n, c in table.model.to_schema().columns.items()
-    }
+    types = dict(table.columns)
+    nullable = {n: c.nullable for n, c in table.model.to_schema().columns.items()}
     return names[:1] == ["symbol"] and all(
         types[n] in _BINARY_TYPES and (types[n] == "float8" or not nullable[n]) for n in names[1:]
     )
